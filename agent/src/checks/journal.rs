@@ -1,0 +1,302 @@
+//! Journal check: error-priority entries (`-p err`, priorities 0-3) of the worker unit that are
+//! recent, i.e. newer than both the previous check and the start of the unit's current invocation.
+//! An old error is reported once, never forever. Any entry is WARNING `Found N recent errors in logs`.
+//!
+//! The entries come from `journalctl -o json` (the journal's export format, not human text).
+
+use std::{process::Stdio, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::process::Command;
+
+use super::{Probe, ProbeError};
+use crate::evaluate::{Alert, CheckOutcome, Status};
+
+/// At most this many entries are read per check.
+const MAX_ENTRIES: usize = 1000;
+/// At most this many messages are kept in the report.
+const KEPT_MESSAGES: usize = 5;
+
+/// Error entries of the unit in a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalErrors {
+    /// Start of the window (exclusive).
+    pub since: DateTime<Utc>,
+    /// End of the window (inclusive): the next check starts here.
+    pub until: DateTime<Utc>,
+    /// Number of entries in the window.
+    pub count: usize,
+    /// The newest few, oldest first.
+    pub recent: Vec<JournalEntry>,
+    #[serde(skip)]
+    entries: Vec<JournalEntry>,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    /// `__REALTIME_TIMESTAMP`.
+    pub time: DateTime<Utc>,
+    /// syslog priority, 0 (emerg) to 7 (debug).
+    pub priority: u8,
+    /// The message text (lossy UTF-8 for binary messages).
+    pub message: String,
+}
+
+/// The start of the window: the end of the previous check, but never further back than
+/// `max_lookback` (so a first check, or one after a long pause, does not dig up old history).
+pub fn window_start(
+    previous: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_lookback: Duration,
+) -> DateTime<Utc> {
+    let floor = now - chrono::Duration::from_std(max_lookback).unwrap_or(chrono::Duration::MAX);
+    match previous {
+        Some(p) if p > floor => p.min(now),
+        _ => floor,
+    }
+}
+
+impl JournalErrors {
+    /// Keeps the entries in `(since, until]` with priority err or worse.
+    pub fn new(since: DateTime<Utc>, until: DateTime<Utc>, entries: Vec<JournalEntry>) -> Self {
+        let mut entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| e.priority <= 3 && e.time > since && e.time <= until)
+            .collect();
+        entries.sort_by_key(|e| e.time);
+        let mut j = JournalErrors {
+            since,
+            until,
+            count: 0,
+            recent: Vec::new(),
+            entries,
+        };
+        j.refresh();
+        j
+    }
+
+    /// Drops entries older than the start of the unit's current invocation.
+    pub fn since_invocation(mut self, invocation_start: Option<DateTime<Utc>>) -> Self {
+        if let Some(start) = invocation_start {
+            self.entries.retain(|e| e.time >= start);
+            self.refresh();
+        }
+        self
+    }
+
+    fn refresh(&mut self) {
+        self.count = self.entries.len();
+        let skip = self.entries.len().saturating_sub(KEPT_MESSAGES);
+        self.recent = self.entries[skip..].to_vec();
+    }
+}
+
+/// Reads the unit's error entries newer than `since` with `journalctl`.
+pub async fn probe(unit: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Probe<JournalErrors> {
+    let output = Command::new("journalctl")
+        .args(["--no-pager", "--quiet", "--output=json", "--priority=err"])
+        .arg(format!("--unit={unit}"))
+        .arg(format!("--since=@{}", since.timestamp()))
+        .arg(format!("--lines={MAX_ENTRIES}"))
+        .arg("--output-fields=MESSAGE,PRIORITY")
+        .stdin(Stdio::null())
+        .env("SYSTEMD_COLORS", "0")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProbeError::new(format!("cannot run journalctl: {e}")))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let first = stderr.lines().next().unwrap_or("no message");
+        return Err(ProbeError::new(format!(
+            "journalctl failed ({}): {first}",
+            output.status
+        )));
+    }
+    // journalctl succeeds but hides the system journal from users without access to it.
+    if stderr.contains("not seeing messages from other users and the system") {
+        return Err(ProbeError::new(
+            "no permission to read the system journal (the agent's user needs the systemd-journal group)",
+        ));
+    }
+    let entries = parse_entries(&output.stdout).map_err(ProbeError::new)?;
+    Ok(JournalErrors::new(since, until, entries))
+}
+
+/// Parses `journalctl -o json` output: one JSON object per line.
+pub fn parse_entries(output: &[u8]) -> Result<Vec<JournalEntry>, String> {
+    let mut entries = Vec::new();
+    for (n, line) in output.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| format!("journal entry {}: not JSON: {e}", n + 1))?;
+        entries.push(parse_entry(&value).map_err(|e| format!("journal entry {}: {e}", n + 1))?);
+    }
+    Ok(entries)
+}
+
+fn parse_entry(v: &serde_json::Value) -> Result<JournalEntry, String> {
+    let usec: i64 = v
+        .get("__REALTIME_TIMESTAMP")
+        .and_then(|t| t.as_str())
+        .and_then(|t| t.parse().ok())
+        .ok_or("no __REALTIME_TIMESTAMP")?;
+    let time = DateTime::from_timestamp_micros(usec).ok_or("__REALTIME_TIMESTAMP out of range")?;
+    // PRIORITY is absent on some entries; journalctl -p has already selected them, so treat as err.
+    let priority = v
+        .get("PRIORITY")
+        .and_then(|p| p.as_str())
+        .and_then(|p| p.parse::<u8>().ok())
+        .unwrap_or(3);
+    let message = match v.get("MESSAGE") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        // binary-safe form: an array of byte values
+        Some(serde_json::Value::Array(bytes)) => {
+            let raw: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            String::from_utf8_lossy(&raw).into_owned()
+        }
+        // null: the field was too large for journalctl to print
+        _ => String::new(),
+    };
+    Ok(JournalEntry {
+        time,
+        priority,
+        message,
+    })
+}
+
+/// The journal check.
+pub fn assess(reading: &Probe<JournalErrors>) -> CheckOutcome {
+    let outcome = CheckOutcome::new("journal").threshold("any error since the previous check");
+    match reading {
+        Err(e) => outcome.unknown("journal_unknown", format!("Journal errors unknown: {e}")),
+        Ok(j) if j.count > 0 => outcome.value(j.count.to_string()).alert(
+            Status::Warning,
+            Alert::new(
+                "journal_errors",
+                format!("Found {} recent errors in logs", j.count),
+            ),
+        ),
+        Ok(_) => outcome.value("0"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    fn entry(secs: i64, prio: u8) -> JournalEntry {
+        JournalEntry {
+            time: t(secs),
+            priority: prio,
+            message: format!("m{secs}"),
+        }
+    }
+
+    #[test]
+    fn parses_journalctl_json() {
+        let out = br#"{"__REALTIME_TIMESTAMP":"1796092292999966","PRIORITY":"3","MESSAGE":"simulated error 1 of 2","__CURSOR":"s=1"}
+{"__REALTIME_TIMESTAMP":"1796092293001539","PRIORITY":"2","MESSAGE":[104,105,255]}
+{"__REALTIME_TIMESTAMP":"1796092293001540","MESSAGE":null}
+
+"#;
+        let e = parse_entries(out).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].message, "simulated error 1 of 2");
+        assert_eq!(e[0].time.timestamp_micros(), 1_796_092_292_999_966);
+        assert_eq!(e[1].priority, 2);
+        assert_eq!(e[1].message, "hi\u{fffd}");
+        assert_eq!((e[2].priority, e[2].message.as_str()), (3, ""));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_entries(b"not json\n").is_err());
+        assert!(
+            parse_entries(b"{\"MESSAGE\":\"x\"}\n")
+                .unwrap_err()
+                .contains("__REALTIME_TIMESTAMP")
+        );
+        assert!(parse_entries(b"{\"__REALTIME_TIMESTAMP\":\"99999999999999999999\"}\n").is_err());
+        assert_eq!(parse_entries(b"").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn window_is_exclusive_at_the_start_and_inclusive_at_the_end() {
+        let j = JournalErrors::new(
+            t(100),
+            t(200),
+            vec![
+                entry(100, 3),
+                entry(150, 3),
+                entry(200, 3),
+                entry(201, 3),
+                entry(160, 6),
+            ],
+        );
+        assert_eq!(j.count, 2);
+        assert_eq!(
+            j.recent
+                .iter()
+                .map(|e| e.time.timestamp())
+                .collect::<Vec<_>>(),
+            vec![150, 200]
+        );
+    }
+
+    #[test]
+    fn older_invocations_do_not_count() {
+        let j = JournalErrors::new(
+            t(0),
+            t(1000),
+            vec![entry(10, 3), entry(20, 3), entry(30, 3)],
+        );
+        assert_eq!(j.clone().since_invocation(Some(t(20))).count, 2);
+        assert_eq!(j.since_invocation(None).count, 3);
+    }
+
+    #[test]
+    fn window_start_uses_previous_check_within_the_lookback() {
+        let now = t(10_000);
+        let lookback = Duration::from_secs(900);
+        assert_eq!(window_start(None, now, lookback), t(9_100));
+        assert_eq!(window_start(Some(t(9_500)), now, lookback), t(9_500));
+        assert_eq!(window_start(Some(t(1)), now, lookback), t(9_100));
+        assert_eq!(
+            window_start(Some(t(20_000)), now, lookback),
+            now,
+            "a clock step back"
+        );
+    }
+
+    #[test]
+    fn count_is_the_alert() {
+        let j = JournalErrors::new(t(0), t(100), vec![entry(1, 3), entry(2, 3)]);
+        let o = assess(&Ok(j));
+        assert_eq!(o.status, Status::Warning);
+        assert_eq!(o.alert.unwrap().text, "Found 2 recent errors in logs");
+        assert_eq!(
+            assess(&Ok(JournalErrors::new(t(0), t(1), vec![]))).status,
+            Status::Healthy
+        );
+    }
+
+    #[test]
+    fn only_the_newest_messages_are_kept() {
+        let j = JournalErrors::new(t(0), t(100), (1..=8).map(|s| entry(s, 3)).collect());
+        assert_eq!(j.count, 8);
+        assert_eq!(j.recent.len(), KEPT_MESSAGES);
+        assert_eq!(j.recent[0].time, t(4));
+    }
+}

@@ -1,0 +1,27 @@
+//! One file per subcommand; [`run`] is the dispatch.
+
+mod check;
+mod config;
+
+use std::process::ExitCode;
+
+use crate::{
+    cli::{Cli, Command, ConfigCommand},
+    config::Config,
+};
+
+/// Runs the command line's command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (path, explicit) = cli.config_path();
+    match &cli.command {
+        Some(Command::Config(ConfigCommand::Check { path: file })) => {
+            let (file, explicit) = match file {
+                Some(f) => (f.clone(), true),
+                None => (path, explicit),
+            };
+            config::check(&file, explicit)
+        }
+        Some(Command::Check(args)) => check::run(&Config::load(&path, explicit)?, args).await,
+        None => check::run(&Config::load(&path, explicit)?, &cli.legacy).await,
+    }
+}

@@ -1,0 +1,567 @@
+//! Agent configuration: a TOML file parsed into [`RawConfig`] (every field optional, unknown keys
+//! rejected), then validated into [`Config`] (every field set, every value checked). Defaults live in
+//! one place, [`Config::default`], so no file is needed at all.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Where the agent looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cryptobot/agent.toml";
+
+/// Why a configuration could not be loaded. Callers branch on the variant: a missing default file is
+/// fine (defaults apply), every other case is a configuration error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has keys or types the agent does not know.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file that was parsed.
+        path: PathBuf,
+        /// The parser's message, which names the key and shows the line.
+        message: String,
+    },
+    /// A value is of the right type but not acceptable.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file that was validated.
+        path: PathBuf,
+        /// The dotted name of the offending key, e.g. `disk.warning_percent`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A duration written the human way in the file: `"90s"`, `"5m"`, `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// The file as written: every key optional, unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawConfig {
+    pub worker: Option<RawWorker>,
+    pub disk: Option<RawDisk>,
+    pub memory: Option<RawMemory>,
+    pub heartbeat: Option<RawHeartbeat>,
+    pub journal: Option<RawJournal>,
+    pub crash_loop: Option<RawCrashLoop>,
+    pub deadlines: Option<RawDeadlines>,
+    pub state: Option<RawState>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawWorker {
+    pub unit: Option<String>,
+    pub app_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDisk {
+    pub mounts: Option<Vec<PathBuf>>,
+    pub warning_percent: Option<u8>,
+    pub critical_percent: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawMemory {
+    pub warning_percent: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawHeartbeat {
+    pub paths: Option<Vec<PathBuf>>,
+    pub stale_after: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawJournal {
+    pub max_lookback: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawCrashLoop {
+    pub restarts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDeadlines {
+    pub service: Option<HumanDuration>,
+    pub disk: Option<HumanDuration>,
+    pub memory: Option<HumanDuration>,
+    pub heartbeat: Option<HumanDuration>,
+    pub journal: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawState {
+    pub dir: Option<PathBuf>,
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The worker's systemd unit, e.g. `faucet_worker.service`.
+    pub unit: String,
+    /// The bot's checkout; the default heartbeat paths are derived from it.
+    pub app_dir: PathBuf,
+    /// Disk thresholds and mount points.
+    pub disk: DiskConfig,
+    /// Memory warning threshold, percent (strictly above warns).
+    pub memory_warning_percent: u8,
+    /// Heartbeat files and staleness threshold.
+    pub heartbeat: HeartbeatConfig,
+    /// Longest window the journal check looks back when it has nothing better.
+    pub journal_max_lookback: Duration,
+    /// More automatic restarts than this is a crash loop.
+    pub crash_loop_restarts: u32,
+    /// Deadline of each probe.
+    pub deadlines: Deadlines,
+    /// Where the agent keeps its state files.
+    pub state_dir: PathBuf,
+}
+
+/// Disk check settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskConfig {
+    /// Mount points to watch.
+    pub mounts: Vec<PathBuf>,
+    /// Usage strictly above this warns.
+    pub warning_percent: u8,
+    /// Usage strictly above this is critical.
+    pub critical_percent: u8,
+}
+
+/// Heartbeat check settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatConfig {
+    /// Candidate files; the freshest wins.
+    pub paths: Vec<PathBuf>,
+    /// Older than this (strictly) is stale.
+    pub stale_after: Duration,
+}
+
+/// The deadline of each probe: a probe that takes longer is UNKNOWN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub struct Deadlines {
+    pub service: Duration,
+    pub disk: Duration,
+    pub memory: Duration,
+    pub heartbeat: Duration,
+    pub journal: Duration,
+}
+
+const DEFAULT_APP_DIR: &str = "/home/azureuser/Repositories/cryptobot";
+
+/// The heartbeat files of the bot: the live writer's `/tmp` file first, then the checkout's.
+pub fn default_heartbeat_paths(app_dir: &Path) -> Vec<PathBuf> {
+    vec![
+        PathBuf::from("/tmp/cryptobot_heartbeat"),
+        app_dir.join("logs").join("heartbeat.txt"),
+    ]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let app_dir = PathBuf::from(DEFAULT_APP_DIR);
+        Config {
+            unit: "faucet_worker.service".into(),
+            heartbeat: HeartbeatConfig {
+                paths: default_heartbeat_paths(&app_dir),
+                stale_after: Duration::from_secs(300),
+            },
+            app_dir,
+            disk: DiskConfig {
+                mounts: vec![PathBuf::from("/")],
+                warning_percent: 80,
+                critical_percent: 90,
+            },
+            memory_warning_percent: 90,
+            journal_max_lookback: Duration::from_secs(15 * 60),
+            crash_loop_restarts: 5,
+            deadlines: Deadlines {
+                service: Duration::from_secs(5),
+                disk: Duration::from_secs(3),
+                memory: Duration::from_secs(2),
+                heartbeat: Duration::from_secs(2),
+                journal: Duration::from_secs(10),
+            },
+            state_dir: PathBuf::from("/var/lib/cryptobot-agent"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`. When `explicit` is false and the file does not exist, the defaults are used.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates the text of a configuration file; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Config::from_raw(raw).map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        })
+    }
+
+    /// Fills defaults in and validates; an error names the key and says what is wrong.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, (String, String)> {
+        let d = Config::default();
+        let invalid = |key: &str, message: String| Err((key.to_owned(), message));
+
+        let worker = raw.worker.unwrap_or_default();
+        let unit = worker.unit.unwrap_or(d.unit);
+        if let Err(m) = validate_unit_name(&unit) {
+            return invalid("worker.unit", m);
+        }
+        let app_dir = worker.app_dir.unwrap_or(d.app_dir);
+        absolute("worker.app_dir", &app_dir)?;
+
+        let disk = raw.disk.unwrap_or_default();
+        let disk = DiskConfig {
+            mounts: disk.mounts.unwrap_or(d.disk.mounts),
+            warning_percent: disk.warning_percent.unwrap_or(d.disk.warning_percent),
+            critical_percent: disk.critical_percent.unwrap_or(d.disk.critical_percent),
+        };
+        if disk.mounts.is_empty() {
+            return invalid("disk.mounts", "needs at least one mount point".into());
+        }
+        for m in &disk.mounts {
+            absolute("disk.mounts", m)?;
+        }
+        percent("disk.warning_percent", disk.warning_percent)?;
+        percent("disk.critical_percent", disk.critical_percent)?;
+        if disk.warning_percent > disk.critical_percent {
+            return invalid(
+                "disk.warning_percent",
+                format!(
+                    "{} is above disk.critical_percent ({})",
+                    disk.warning_percent, disk.critical_percent
+                ),
+            );
+        }
+
+        let memory_warning_percent = raw
+            .memory
+            .and_then(|m| m.warning_percent)
+            .unwrap_or(d.memory_warning_percent);
+        percent("memory.warning_percent", memory_warning_percent)?;
+
+        let hb = raw.heartbeat.unwrap_or_default();
+        let paths = hb
+            .paths
+            .unwrap_or_else(|| default_heartbeat_paths(&app_dir));
+        if paths.is_empty() {
+            return invalid("heartbeat.paths", "needs at least one file".into());
+        }
+        for p in &paths {
+            absolute("heartbeat.paths", p)?;
+        }
+        let stale_after = positive(
+            "heartbeat.stale_after",
+            hb.stale_after,
+            d.heartbeat.stale_after,
+        )?;
+
+        let journal_max_lookback = positive(
+            "journal.max_lookback",
+            raw.journal.and_then(|j| j.max_lookback),
+            d.journal_max_lookback,
+        )?;
+        let crash_loop_restarts = raw
+            .crash_loop
+            .and_then(|c| c.restarts)
+            .unwrap_or(d.crash_loop_restarts);
+
+        let dl = raw.deadlines.unwrap_or_default();
+        let deadlines = Deadlines {
+            service: positive("deadlines.service", dl.service, d.deadlines.service)?,
+            disk: positive("deadlines.disk", dl.disk, d.deadlines.disk)?,
+            memory: positive("deadlines.memory", dl.memory, d.deadlines.memory)?,
+            heartbeat: positive("deadlines.heartbeat", dl.heartbeat, d.deadlines.heartbeat)?,
+            journal: positive("deadlines.journal", dl.journal, d.deadlines.journal)?,
+        };
+
+        let state_dir = raw.state.and_then(|s| s.dir).unwrap_or(d.state_dir);
+        absolute("state.dir", &state_dir)?;
+
+        Ok(Config {
+            unit,
+            app_dir,
+            disk,
+            memory_warning_percent,
+            heartbeat: HeartbeatConfig { paths, stale_after },
+            journal_max_lookback,
+            crash_loop_restarts,
+            deadlines,
+            state_dir,
+        })
+    }
+}
+
+fn absolute(key: &str, path: &Path) -> Result<(), (String, String)> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err((
+            key.to_owned(),
+            format!("{} is not an absolute path", path.display()),
+        ))
+    }
+}
+
+fn percent(key: &str, value: u8) -> Result<(), (String, String)> {
+    if value <= 100 {
+        Ok(())
+    } else {
+        Err((
+            key.to_owned(),
+            format!("{value} is not a percentage (0-100)"),
+        ))
+    }
+}
+
+fn positive(
+    key: &str,
+    value: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, (String, String)> {
+    match value {
+        None => Ok(default),
+        Some(HumanDuration(d)) if d.is_zero() => {
+            Err((key.to_owned(), "must be longer than zero".into()))
+        }
+        Some(HumanDuration(d)) => Ok(d),
+    }
+}
+
+/// A systemd service unit name: `name.service` with the characters systemd allows in unit names.
+pub fn validate_unit_name(unit: &str) -> Result<(), String> {
+    let Some(stem) = unit.strip_suffix(".service") else {
+        return Err(format!(
+            "{unit:?} is not a service unit name (it must end in .service)"
+        ));
+    };
+    let ok = !stem.is_empty()
+        && unit.len() <= 255
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{unit:?} is not a valid unit name"))
+    }
+}
+
+impl fmt::Display for Config {
+    /// The effective configuration, as TOML that `Config::parse` reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        let paths = |p: &[PathBuf]| {
+            let items: Vec<String> = p
+                .iter()
+                .map(|p| format!("{:?}", p.display().to_string()))
+                .collect();
+            format!("[{}]", items.join(", "))
+        };
+        writeln!(
+            f,
+            "[worker]\nunit = {:?}\napp_dir = {:?}\n",
+            self.unit,
+            self.app_dir.display().to_string()
+        )?;
+        writeln!(
+            f,
+            "[disk]\nmounts = {}\nwarning_percent = {}\ncritical_percent = {}\n",
+            paths(&self.disk.mounts),
+            self.disk.warning_percent,
+            self.disk.critical_percent
+        )?;
+        writeln!(
+            f,
+            "[memory]\nwarning_percent = {}\n",
+            self.memory_warning_percent
+        )?;
+        writeln!(
+            f,
+            "[heartbeat]\npaths = {}\nstale_after = {:?}\n",
+            paths(&self.heartbeat.paths),
+            dur(self.heartbeat.stale_after)
+        )?;
+        writeln!(
+            f,
+            "[journal]\nmax_lookback = {:?}\n",
+            dur(self.journal_max_lookback)
+        )?;
+        writeln!(f, "[crash_loop]\nrestarts = {}\n", self.crash_loop_restarts)?;
+        let dl = &self.deadlines;
+        writeln!(
+            f,
+            "[deadlines]\nservice = {:?}\ndisk = {:?}\nmemory = {:?}\nheartbeat = {:?}\njournal = {:?}\n",
+            dur(dl.service),
+            dur(dl.disk),
+            dur(dl.memory),
+            dur(dl.heartbeat),
+            dur(dl.journal)
+        )?;
+        write!(
+            f,
+            "[state]\ndir = {:?}\n",
+            self.state_dir.display().to_string()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("agent.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.heartbeat.paths[0], Path::new("/tmp/cryptobot_heartbeat"));
+        assert_eq!(
+            d.heartbeat.paths[1],
+            Path::new("/home/azureuser/Repositories/cryptobot/logs/heartbeat.txt")
+        );
+    }
+
+    #[test]
+    fn heartbeat_defaults_follow_app_dir() {
+        let c = parse("[worker]\napp_dir = \"/srv/bot\"\n").unwrap();
+        assert_eq!(
+            c.heartbeat.paths[1],
+            Path::new("/srv/bot/logs/heartbeat.txt")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[disk]\nwarn_percent = 70\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("warn_percent"), "{e}");
+        let e = parse("colour = 1\n").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            ("[disk]\nwarning_percent = 150\n", "disk.warning_percent"),
+            ("[disk]\nwarning_percent = 95\n", "disk.warning_percent"),
+            ("[disk]\nmounts = []\n", "disk.mounts"),
+            ("[disk]\nmounts = [\"data\"]\n", "disk.mounts"),
+            ("[worker]\nunit = \"ssh\"\n", "worker.unit"),
+            ("[worker]\nunit = \"a b.service\"\n", "worker.unit"),
+            (
+                "[heartbeat]\nstale_after = \"0s\"\n",
+                "heartbeat.stale_after",
+            ),
+            ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { key: k, .. } if k == key),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn type_errors_show_the_key() {
+        let e = parse("[heartbeat]\nstale_after = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stale_after") && e.contains("soon"), "{e}");
+        let e = parse("[disk]\ncritical_percent = \"ninety\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("critical_percent"), "{e}");
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let c = parse(
+            "[worker]\nunit = \"w.service\"\n[disk]\nmounts = [\"/\", \"/data\"]\n[heartbeat]\nstale_after = \"90s\"\n",
+        )
+        .unwrap();
+        assert_eq!(parse(&c.to_string()).unwrap(), c);
+        assert_eq!(
+            parse(&Config::default().to_string()).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
+        let p = Path::new("/nonexistent/agent.toml");
+        assert_eq!(Config::load(p, false).unwrap(), Config::default());
+        assert!(matches!(
+            Config::load(p, true),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,16 @@
+//! `cryptobot-agent`: the health agent of the faucet_worker service.
+//!
+//! Layout: [`checks`] hold one file per check (probe + pure assessment); [`evaluate`] is the pure
+//! decision core; [`report`] is the health model every interface shows; [`systemd`] is the only
+//! module that talks D-Bus; [`state`] owns the atomic state files; [`config`] parses then validates;
+//! [`commands`] has one file per subcommand.
+
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod evaluate;
+pub mod logging;
+pub mod report;
+pub mod state;
+pub mod systemd;

@@ -1,0 +1,48 @@
+//! Entry point: parse the command line, start logging, run the command, map the result to an exit
+//! code (0-3 for health statuses, 64 usage, 78 configuration, 70 anything else).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cryptobot_agent::{
+    cli::{Cli, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE},
+    commands,
+    config::ConfigError,
+    logging,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    logging::init(cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
