@@ -565,3 +565,16 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod shipped_file {
+    use super::*;
+
+    /// The annotated file in `deploy/` states every default; it must parse to exactly the defaults.
+    #[test]
+    fn deploy_agent_toml_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Config::parse(&text, &path).unwrap(), Config::default());
+    }
+}

@@ -1,1 +1,69 @@
-//! placeholder
+//! Test harness of the project: a lab of simulated VMs, each a real systemd as PID 1 of its own
+//! namespaces with its own D-Bus system bus, journald and sshd (see `lab/lab.sh`), and helpers to
+//! run the project's binaries inside them.
+//!
+//! A [`Lab`] is torn down when dropped, including when the test panics; labs left behind by a killed
+//! test process are collected by the next lab that starts. Every lab has its own id, directory,
+//! network namespaces and cgroup, so test binaries running at once never collide.
+
+pub mod lab;
+
+pub use lab::{Lab, LabBuilder, Vm};
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+/// The cargo profile directory holding the workspace's binaries (`target/debug`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test binary>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test binary in target/<profile>/deps");
+    dir.to_path_buf()
+}
+
+/// Path of a workspace binary; panics with a hint when it has not been built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// The agent binary.
+pub fn agent_bin() -> PathBuf {
+    binary("cryptobot-agent")
+}
+
+/// Waits until `condition` holds, checking every 20 ms; panics after `timeout` naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Parses a command's stdout as JSON, panicking with the output when it is not.
+pub fn json_of(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): stdout={} stderr={}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}

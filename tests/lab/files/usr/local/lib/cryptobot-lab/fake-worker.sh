@@ -2,8 +2,10 @@
 # Stand-in for the bot's faucet_worker: writes the heartbeat file the way the real bot does (truncate
 # and rewrite, four lines, a float epoch first) every second, and obeys control files in
 # /run/fake-worker:
-#   hang       stop writing the heartbeat but stay alive (a wedged scheduler loop)
-#   errors     holds a number N: log N error lines with the "<3>" priority prefix, then the file is removed
+#   hang       stop writing the heartbeat but stay alive (a wedged scheduler loop); the worker
+#              acknowledges by creating "hanging" (and removes it when "hang" goes away)
+#   errors     holds a number N: log N error lines with the "<3>" priority prefix, then the file is
+#              removed (so its disappearance means the lines have been written)
 #   crash      exit with status 1 (removed first, so the next start runs normally)
 #   crash-at-start  exit 1 immediately on every start (while the file exists)
 heartbeat=${HEARTBEAT_FILE:-/tmp/cryptobot_heartbeat}
@@ -13,11 +15,15 @@ if [ -e "$ctl/crash-at-start" ]; then echo "<3>fake worker: configured to crash 
 echo "<6>fake worker started, heartbeat $heartbeat"
 while :; do
   if [ -e "$ctl/errors" ]; then
-    n=$(cat "$ctl/errors"); rm -f "$ctl/errors"; i=1
+    n=$(cat "$ctl/errors"); i=1
     while [ "$i" -le "${n:-0}" ]; do echo "<3>simulated error $i of $n"; i=$((i + 1)); done
+    rm -f "$ctl/errors"
   fi
   if [ -e "$ctl/crash" ]; then rm -f "$ctl/crash"; echo "<2>fake worker: simulated crash"; exit 1; fi
-  if [ ! -e "$ctl/hang" ]; then
+  if [ -e "$ctl/hang" ]; then
+    : > "$ctl/hanging"
+  else
+    rm -f "$ctl/hanging"
     now=$(date +%s.%N)
     # float epoch with six decimals, like Python's str(time.time())
     printf '%s\n0 jobs\n0 running\nAccounts: None\n' "${now%???}" > "$heartbeat"

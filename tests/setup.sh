@@ -1,0 +1,31 @@
+#!/bin/bash
+# Installs what the tests need on a fresh Debian machine (idempotent; root). Packages are installed
+# without starting their services on the host.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "setup.sh installs packages and must run as root" >&2; exit 1; }
+
+packages=(
+  openssh-server openssh-client   # sshd inside every lab VM, ssh from the host
+  dbus iproute2 util-linux        # the VMs' system bus; namespaces, veth, nsenter/unshare/setpriv
+  systemd                         # systemd 252 is PID 1 of every lab VM; journalctl, systemd-analyze
+  python3                         # stand-in tooling inside the VMs
+  ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  # Keep package scripts from starting services on the host (there is no systemd to start them).
+  created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install the Rust toolchain (https://rustup.rs) first" >&2; exit 1
+fi
