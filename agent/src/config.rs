@@ -71,6 +71,52 @@ pub struct RawConfig {
     pub crash_loop: Option<RawCrashLoop>,
     pub deadlines: Option<RawDeadlines>,
     pub state: Option<RawState>,
+    pub daemon: Option<RawDaemon>,
+    pub restart: Option<RawRestart>,
+    pub http: Option<RawHttp>,
+    pub grpc: Option<RawGrpc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDaemon {
+    pub interval: Option<HumanDuration>,
+    pub history: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawRestart {
+    pub enabled: Option<bool>,
+    pub initial_delay: Option<HumanDuration>,
+    pub factor: Option<u32>,
+    pub max_delay: Option<HumanDuration>,
+    pub stable_after: Option<HumanDuration>,
+    pub hung_after: Option<HumanDuration>,
+    pub verify_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub public: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub request_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawGrpc {
+    pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
+    pub tcp_listen: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +163,7 @@ pub struct RawJournal {
 #[allow(missing_docs)]
 pub struct RawCrashLoop {
     pub restarts: Option<u32>,
+    pub window: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,12 +199,78 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// Longest window the journal check looks back when it has nothing better.
     pub journal_max_lookback: Duration,
-    /// More automatic restarts than this is a crash loop.
+    /// More restarts than this within `crash_loop_window` is a crash loop.
     pub crash_loop_restarts: u32,
+    /// The window the daemon counts restarts in.
+    pub crash_loop_window: Duration,
     /// Deadline of each probe.
     pub deadlines: Deadlines,
     /// Where the agent keeps its state files.
     pub state_dir: PathBuf,
+    /// Daemon loop settings.
+    pub daemon: DaemonConfig,
+    /// Restart and backoff settings.
+    pub restart: RestartConfig,
+    /// HTTP endpoint.
+    pub http: HttpConfig,
+    /// gRPC endpoints.
+    pub grpc: GrpcConfig,
+}
+
+/// `cryptobot-agent run` loop settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Resource checks run at this fixed rate.
+    pub interval: Duration,
+    /// How much disk/memory history the status page keeps.
+    pub history: Duration,
+}
+
+/// Restart with backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    /// Whether `run` restarts the worker.
+    pub enabled: bool,
+    /// Delay before the first restart of an episode.
+    pub initial_delay: Duration,
+    /// Each further restart waits this many times longer.
+    pub factor: u32,
+    /// Longest delay.
+    pub max_delay: Duration,
+    /// The backoff resets after the worker has run this long without trouble.
+    pub stable_after: Duration,
+    /// A running worker whose heartbeat is older than this is hung and gets restarted.
+    pub hung_after: Duration,
+    /// How long a restart may take to bring the worker to `active`.
+    pub verify_timeout: Duration,
+}
+
+/// HTTP endpoint settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Listen address; `None` disables HTTP.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token that opens `/metrics` and `/` to clients outside loopback.
+    pub token: Option<String>,
+    /// Serve `/metrics` and `/` to everyone (no token needed).
+    pub public: bool,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Longest time a request may take, headers included.
+    pub request_timeout: Duration,
+}
+
+/// gRPC endpoint settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcConfig {
+    /// Unix socket with the full API.
+    pub socket: PathBuf,
+    /// Group owning the socket (mode 0660); `None` keeps the agent's own group.
+    pub socket_group: Option<String>,
+    /// TCP listen address; `None` disables TCP.
+    pub tcp_listen: Option<std::net::SocketAddr>,
+    /// Bearer token required for mutating RPCs over TCP (refused when unset).
+    pub token: Option<String>,
 }
 
 /// Disk check settings.
@@ -219,6 +332,7 @@ impl Default for Config {
             memory_warning_percent: 90,
             journal_max_lookback: Duration::from_secs(15 * 60),
             crash_loop_restarts: 5,
+            crash_loop_window: Duration::from_secs(15 * 60),
             deadlines: Deadlines {
                 service: Duration::from_secs(5),
                 disk: Duration::from_secs(3),
@@ -227,6 +341,32 @@ impl Default for Config {
                 journal: Duration::from_secs(10),
             },
             state_dir: PathBuf::from("/var/lib/cryptobot-agent"),
+            daemon: DaemonConfig {
+                interval: Duration::from_secs(60),
+                history: Duration::from_secs(6 * 3600),
+            },
+            restart: RestartConfig {
+                enabled: true,
+                initial_delay: Duration::from_secs(10),
+                factor: 2,
+                max_delay: Duration::from_secs(300),
+                stable_after: Duration::from_secs(300),
+                hung_after: Duration::from_secs(600),
+                verify_timeout: Duration::from_secs(30),
+            },
+            http: HttpConfig {
+                listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
+                token: None,
+                public: false,
+                max_connections: 256,
+                request_timeout: Duration::from_secs(10),
+            },
+            grpc: GrpcConfig {
+                socket: PathBuf::from("/run/cryptobot-agent/agent.sock"),
+                socket_group: None,
+                tcp_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 50051))),
+                token: None,
+            },
         }
     }
 }
@@ -323,10 +463,79 @@ impl Config {
             raw.journal.and_then(|j| j.max_lookback),
             d.journal_max_lookback,
         )?;
-        let crash_loop_restarts = raw
-            .crash_loop
-            .and_then(|c| c.restarts)
-            .unwrap_or(d.crash_loop_restarts);
+        let crash_loop = raw.crash_loop.unwrap_or_default();
+        let crash_loop_restarts = crash_loop.restarts.unwrap_or(d.crash_loop_restarts);
+        let crash_loop_window =
+            positive("crash_loop.window", crash_loop.window, d.crash_loop_window)?;
+
+        let dm = raw.daemon.unwrap_or_default();
+        let daemon = DaemonConfig {
+            interval: positive("daemon.interval", dm.interval, d.daemon.interval)?,
+            history: positive("daemon.history", dm.history, d.daemon.history)?,
+        };
+
+        let rs = raw.restart.unwrap_or_default();
+        let restart = RestartConfig {
+            enabled: rs.enabled.unwrap_or(d.restart.enabled),
+            initial_delay: positive(
+                "restart.initial_delay",
+                rs.initial_delay,
+                d.restart.initial_delay,
+            )?,
+            factor: rs.factor.unwrap_or(d.restart.factor),
+            max_delay: positive("restart.max_delay", rs.max_delay, d.restart.max_delay)?,
+            stable_after: positive(
+                "restart.stable_after",
+                rs.stable_after,
+                d.restart.stable_after,
+            )?,
+            hung_after: positive("restart.hung_after", rs.hung_after, d.restart.hung_after)?,
+            verify_timeout: positive(
+                "restart.verify_timeout",
+                rs.verify_timeout,
+                d.restart.verify_timeout,
+            )?,
+        };
+        if restart.factor == 0 {
+            return invalid("restart.factor", "must be at least 1".into());
+        }
+        if restart.max_delay < restart.initial_delay {
+            return invalid(
+                "restart.max_delay",
+                "is shorter than restart.initial_delay".into(),
+            );
+        }
+
+        let hp = raw.http.unwrap_or_default();
+        let http = HttpConfig {
+            listen: match hp.listen {
+                None => d.http.listen,
+                Some(l) => listen_address("http.listen", &l)?,
+            },
+            token: token("http.token", hp.token)?,
+            public: hp.public.unwrap_or(d.http.public),
+            max_connections: hp.max_connections.unwrap_or(d.http.max_connections),
+            request_timeout: positive(
+                "http.request_timeout",
+                hp.request_timeout,
+                d.http.request_timeout,
+            )?,
+        };
+        if http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1".into());
+        }
+
+        let gp = raw.grpc.unwrap_or_default();
+        let grpc = GrpcConfig {
+            socket: gp.socket.unwrap_or(d.grpc.socket),
+            socket_group: gp.socket_group,
+            tcp_listen: match gp.tcp_listen {
+                None => d.grpc.tcp_listen,
+                Some(l) => listen_address("grpc.tcp_listen", &l)?,
+            },
+            token: token("grpc.token", gp.token)?,
+        };
+        absolute("grpc.socket", &grpc.socket)?;
 
         let dl = raw.deadlines.unwrap_or_default();
         let deadlines = Deadlines {
@@ -348,8 +557,13 @@ impl Config {
             heartbeat: HeartbeatConfig { paths, stale_after },
             journal_max_lookback,
             crash_loop_restarts,
+            crash_loop_window,
             deadlines,
             state_dir,
+            daemon,
+            restart,
+            http,
+            grpc,
         })
     }
 }
@@ -362,6 +576,32 @@ fn absolute(key: &str, path: &Path) -> Result<(), (String, String)> {
             key.to_owned(),
             format!("{} is not an absolute path", path.display()),
         ))
+    }
+}
+
+/// `"off"` disables a listener; anything else must be `ADDRESS:PORT`.
+fn listen_address(key: &str, text: &str) -> Result<Option<std::net::SocketAddr>, (String, String)> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        (
+            key.to_owned(),
+            format!("{text:?} is not ADDRESS:PORT or \"off\""),
+        )
+    })
+}
+
+/// A bearer token: at least 16 characters of visible ASCII (never echoed in messages).
+fn token(key: &str, value: Option<String>) -> Result<Option<String>, (String, String)> {
+    match value {
+        None => Ok(None),
+        Some(t) if t.is_empty() => Ok(None),
+        Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(t)),
+        Some(_) => Err((
+            key.to_owned(),
+            "must be at least 16 visible ASCII characters".into(),
+        )),
     }
 }
 
@@ -449,7 +689,12 @@ impl fmt::Display for Config {
             "[journal]\nmax_lookback = {:?}\n",
             dur(self.journal_max_lookback)
         )?;
-        writeln!(f, "[crash_loop]\nrestarts = {}\n", self.crash_loop_restarts)?;
+        writeln!(
+            f,
+            "[crash_loop]\nrestarts = {}\nwindow = {:?}\n",
+            self.crash_loop_restarts,
+            dur(self.crash_loop_window)
+        )?;
         let dl = &self.deadlines;
         writeln!(
             f,
@@ -520,6 +765,11 @@ mod tests {
                 "heartbeat.stale_after",
             ),
             ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
+            ("[http]\nlisten = \"8080\"\n", "http.listen"),
+            ("[http]\ntoken = \"short\"\n", "http.token"),
+            ("[grpc]\ntoken = \"has a space in it ok\"\n", "grpc.token"),
+            ("[restart]\nfactor = 0\n", "restart.factor"),
+            ("[restart]\nmax_delay = \"1s\"\n", "restart.max_delay"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod evaluate;
 pub mod logging;
 pub mod report;
