@@ -44,6 +44,9 @@ pub struct Cli {
 pub enum Command {
     /// Run every check once, print the report and exit with its status.
     Check(CheckArgs),
+    /// Run the agent: follow the worker, check on an interval, restart with backoff, serve HTTP
+    /// and gRPC (systemd Type=notify with watchdog).
+    Run,
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -58,6 +61,12 @@ pub struct CheckArgs {
     /// Accepted for compatibility; a single check is the default anyway.
     #[arg(long)]
     pub check: bool,
+    /// Legacy: run the daemon (same as `cryptobot-agent run`).
+    #[arg(long, hide = true)]
+    pub daemon: bool,
+    /// Legacy: accepted with --daemon (restarts are on by default in the daemon).
+    #[arg(long, hide = true)]
+    pub restart: bool,
 }
 
 /// `config` subcommands.

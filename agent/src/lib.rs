@@ -13,5 +13,7 @@ pub mod daemon;
 pub mod evaluate;
 pub mod logging;
 pub mod report;
+pub mod restart;
+pub mod sdnotify;
 pub mod state;
 pub mod systemd;

@@ -23,7 +23,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init(cli.log_level.as_deref());
+    let daemon =
+        matches!(cli.command, Some(cryptobot_agent::cli::Command::Run)) || cli.legacy.daemon;
+    logging::init(
+        cli.log_level.as_deref(),
+        if daemon { "info" } else { "warn" },
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -70,6 +70,63 @@ pub async fn connect() -> Result<Connection, SystemdError> {
         .map_err(|source| SystemdError::Connect { source })
 }
 
+/// The unit's object path (the unit is loaded if needed).
+pub async fn unit_path(conn: &Connection, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+    let call = |what| move |source| SystemdError::Call { what, source };
+    let manager = ManagerProxy::new(conn)
+        .await
+        .map_err(call("systemd manager proxy"))?;
+    manager.load_unit(unit).await.map_err(call("LoadUnit"))
+}
+
+/// Subscribes to systemd's signals and returns a stream of the unit's `PropertiesChanged` signals.
+/// The stream ends when the connection is lost.
+pub async fn watch_unit(
+    conn: &Connection,
+    unit: &str,
+) -> Result<zbus::fdo::PropertiesChangedStream, SystemdError> {
+    let call = |what| move |source| SystemdError::Call { what, source };
+    let manager = ManagerProxy::new(conn)
+        .await
+        .map_err(call("systemd manager proxy"))?;
+    manager.subscribe().await.map_err(call("Subscribe"))?;
+    let path = manager.load_unit(unit).await.map_err(call("LoadUnit"))?;
+    let props = zbus::fdo::PropertiesProxy::builder(conn)
+        .destination(SYSTEMD)
+        .path(path)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(call("properties proxy"))?;
+    props
+        .receive_properties_changed()
+        .await
+        .map_err(|e| call("PropertiesChanged match rule")(e))
+}
+
+/// Restarts `unit` (clearing its failed state and start limit first when `reset_failed`).
+pub async fn restart_unit(
+    conn: &Connection,
+    unit: &str,
+    reset_failed: bool,
+) -> Result<(), SystemdError> {
+    let call = |what| move |source| SystemdError::Call { what, source };
+    let manager = ManagerProxy::new(conn)
+        .await
+        .map_err(call("systemd manager proxy"))?;
+    if reset_failed {
+        manager
+            .reset_failed_unit(unit)
+            .await
+            .map_err(call("ResetFailedUnit"))?;
+    }
+    manager
+        .restart_unit(unit, "replace")
+        .await
+        .map_err(call("RestartUnit"))?;
+    Ok(())
+}
+
 /// Reads the facts of `unit` with two `GetAll` calls.
 pub async fn unit_facts(conn: &Connection, unit: &str) -> Result<UnitFacts, SystemdError> {
     let call = |what| move |source| SystemdError::Call { what, source };

@@ -2,6 +2,7 @@
 
 mod check;
 mod config;
+mod run;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config::check(&file, explicit)
         }
         Some(Command::Check(args)) => check::run(&Config::load(&path, explicit)?, args).await,
+        Some(Command::Run) => run::run(Config::load(&path, explicit)?).await,
+        None if cli.legacy.daemon => run::run(Config::load(&path, explicit)?).await,
         None => check::run(&Config::load(&path, explicit)?, &cli.legacy).await,
     }
 }

@@ -1,0 +1,712 @@
+//! The supervisor: the one task that owns the daemon's state. It reacts to D-Bus events, resource
+//! check results, restart outcomes and control requests; after each of them it re-evaluates,
+//! publishes a snapshot, decides on restarts, and pings the systemd watchdog. The watchdog ping is
+//! only ever sent here, after a completed iteration, so a wedged loop gets the agent restarted.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use zbus::Connection;
+
+use super::{
+    AgentHandle, BackoffView, Control, ControlReply, ControlRequest, DaemonState, Event, EventKind,
+    PauseView, Sample, Snapshot,
+    watcher::{self, BusEvent},
+};
+use crate::{
+    checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
+    config::Config,
+    evaluate::{Status, evaluate},
+    report::{AgentInfo, Report},
+    restart::{
+        maintenance::Pause,
+        policy::{self, Decision, Need},
+        state::BackoffState,
+    },
+    sdnotify,
+    state::JournalState,
+    systemd::{self, UnitFacts},
+};
+
+/// Most events kept in memory and shown in status outputs.
+const MAX_EVENTS: usize = 100;
+
+/// The resource part of the readings (everything but the service).
+#[derive(Debug, Clone)]
+struct Resources {
+    disks: Vec<(std::path::PathBuf, Probe<checks::disk::DiskUsage>)>,
+    memory: Probe<checks::memory::MemoryUsage>,
+    heartbeat: Probe<Heartbeat>,
+    journal: Probe<checks::journal::JournalErrors>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    reply: Option<oneshot::Sender<ControlReply>>,
+}
+
+#[derive(Debug)]
+struct RestartDone {
+    ok: bool,
+    message: String,
+}
+
+/// The supervisor's state.
+#[derive(Debug)]
+pub struct Supervisor {
+    config: Config,
+    paths: HostPaths,
+    agent: AgentInfo,
+    bus: Option<Connection>,
+    facts: Probe<UnitFacts>,
+    resources: Option<Resources>,
+    journal_since: Option<DateTime<Utc>>,
+    backoff: BackoffState,
+    pause: Option<Pause>,
+    in_flight: Option<InFlight>,
+    next_restart_at: Option<DateTime<Utc>>,
+    events: VecDeque<Event>,
+    history: VecDeque<Sample>,
+    history_arc: Arc<[Sample]>,
+    last_status: Option<Status>,
+    started_at: DateTime<Utc>,
+    seq: u64,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    control_rx: mpsc::Receiver<ControlRequest>,
+    control_tx: mpsc::Sender<ControlRequest>,
+    restart_tx: mpsc::Sender<RestartDone>,
+    restart_rx: mpsc::Receiver<RestartDone>,
+}
+
+impl Supervisor {
+    /// Loads the persisted state, runs the first full check and publishes the first snapshot.
+    pub async fn start(config: Config) -> Supervisor {
+        let now = Utc::now();
+        let mut events = VecDeque::new();
+        let mut note = |message: String| {
+            tracing::warn!(message = %message);
+            events.push_back(event(now, EventKind::Agent, message));
+        };
+        let (backoff, err) = BackoffState::load(&config.state_dir, &config.restart);
+        if let Some(e) = err {
+            note(format!("restart state reset: {e}"));
+        }
+        let (pause, err) = Pause::load(&config.state_dir);
+        if let Some(e) = err {
+            note(format!("maintenance state reset: {e}"));
+        }
+        let journal_since =
+            JournalState::load(&config.state_dir, &config.unit).unwrap_or_else(|e| {
+                note(format!("journal state reset: {e}"));
+                None
+            });
+        let placeholder = Arc::new(placeholder_snapshot(&config, now));
+        let (snapshots, _) = watch::channel(placeholder);
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let (restart_tx, restart_rx) = mpsc::channel(4);
+        let mut sup = Supervisor {
+            paths: HostPaths::default(),
+            agent: AgentInfo::current(),
+            bus: None,
+            facts: Err(ProbeError::new("not checked yet")),
+            resources: None,
+            journal_since,
+            backoff,
+            pause,
+            in_flight: None,
+            next_restart_at: None,
+            events,
+            history: VecDeque::new(),
+            history_arc: Arc::from(Vec::new()),
+            last_status: None,
+            started_at: now,
+            seq: 0,
+            snapshots,
+            control_rx,
+            control_tx,
+            restart_tx,
+            restart_rx,
+            config,
+        };
+        let readings = checks::collect(&sup.config, &sup.paths, None, sup.journal_since).await;
+        sup.absorb_readings(readings);
+        sup.after_change(Utc::now());
+        sup
+    }
+
+    /// A handle for the front ends.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle::new(self.snapshots.subscribe(), self.control_tx.clone())
+    }
+
+    /// The main loop; returns when `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let (bus_tx, mut bus_rx) = mpsc::channel(8);
+        tokio::spawn(watcher::watch(
+            self.config.unit.clone(),
+            bus_tx,
+            shutdown.child_token(),
+        ));
+        let (readings_tx, mut readings_rx) = mpsc::channel::<Readings>(1);
+        let mut collecting = false;
+
+        let mut ticks = tokio::time::interval(self.config.daemon.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        ticks.tick().await; // the first tick is now, and the first check has just run
+        let watchdog_period = sdnotify::watchdog_period();
+        let mut watchdog =
+            tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wedge_hook = test_hook_wedge_file(&self.config);
+
+        loop {
+            let restart_due = self.next_restart_at.map(|t| {
+                let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + wait
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {
+                    if !collecting {
+                        collecting = true;
+                        let config = self.config.clone();
+                        let paths = self.paths.clone();
+                        let bus = self.bus.clone();
+                        let since = self.journal_since;
+                        let tx = readings_tx.clone();
+                        tokio::spawn(async move {
+                            let r = checks::collect(&config, &paths, bus.as_ref(), since).await;
+                            let _ = tx.send(r).await;
+                        });
+                    }
+                }
+                Some(readings) = readings_rx.recv() => {
+                    collecting = false;
+                    self.absorb_readings(readings);
+                }
+                Some(ev) = bus_rx.recv() => self.on_bus_event(ev).await,
+                Some(req) = self.control_rx.recv() => self.on_control(req).await,
+                Some(done) = self.restart_rx.recv() => self.on_restart_done(done).await,
+                _ = sleep_until_opt(restart_due) => {}
+                _ = watchdog.tick() => {}
+            }
+            self.after_change(Utc::now());
+            if let Some(path) = &wedge_hook {
+                if path.exists() {
+                    tracing::warn!(message = "Test hook: main loop wedged.", file = %path.display());
+                    std::future::pending::<()>().await;
+                }
+            }
+            if watchdog_period.is_some() {
+                sdnotify::watchdog();
+            }
+        }
+    }
+
+    fn absorb_readings(&mut self, r: Readings) {
+        if let Ok(j) = &r.journal {
+            self.journal_since = Some(j.until);
+            if let Err(e) = JournalState::save(&self.config.state_dir, &self.config.unit, j.until) {
+                tracing::warn!(message = "Cannot record the journal window.", error = %e);
+            }
+        }
+        // The service reading of a resource round is older than what the watcher keeps up to date,
+        // unless there is no connection to keep it up to date.
+        if self.bus.is_none() {
+            self.facts = r.service;
+        }
+        let sample = Sample {
+            time: r.taken_at,
+            disk_percent: r
+                .disks
+                .iter()
+                .filter_map(|(_, d)| d.as_ref().ok().map(|d| d.percent))
+                .max(),
+            memory_percent: r.memory.as_ref().ok().map(|m| m.percent),
+        };
+        self.history.push_back(sample);
+        let keep =
+            self.config.daemon.history.as_secs() / self.config.daemon.interval.as_secs().max(1);
+        while self.history.len() as u64 > keep.max(1) {
+            self.history.pop_front();
+        }
+        self.history_arc = self.history.iter().copied().collect();
+        self.resources = Some(Resources {
+            disks: r.disks,
+            memory: r.memory,
+            heartbeat: r.heartbeat,
+            journal: r.journal,
+        });
+    }
+
+    async fn on_bus_event(&mut self, ev: BusEvent) {
+        match ev {
+            BusEvent::Connected(conn) => {
+                if self.bus.is_none() {
+                    tracing::info!(message = "Connected to the system bus.");
+                }
+                self.bus = Some(conn);
+                self.refresh_facts().await;
+            }
+            BusEvent::Changed => self.refresh_facts().await,
+            BusEvent::Lost(why) => {
+                if self.bus.take().is_some() {
+                    self.push_event(EventKind::Agent, format!("D-Bus connection lost: {why}"));
+                }
+                self.facts = Err(ProbeError::new(why));
+            }
+        }
+    }
+
+    async fn refresh_facts(&mut self) {
+        let Some(conn) = &self.bus else { return };
+        let probe = async {
+            systemd::unit_facts(conn, &self.config.unit)
+                .await
+                .map_err(|e| ProbeError::new(e.to_string()))
+        };
+        self.facts = checks::with_deadline(self.config.deadlines.service, probe).await;
+    }
+
+    /// Re-evaluates, publishes, and decides on restarts.
+    fn after_change(&mut self, now: DateTime<Utc>) {
+        if let Some(p) = &self.pause {
+            if !p.active_at(now) {
+                self.pause = None;
+                self.store_pause();
+                self.push_event(EventKind::Resumed, "maintenance pause ended".into());
+            }
+        }
+        let mut dirty = false;
+        if let Ok(f) = &self.facts {
+            let added = self.backoff.observe_n_restarts(f.n_restarts, now);
+            dirty |= added > 0;
+        }
+        dirty |= self.backoff.prune(now, self.config.crash_loop_window);
+        self.decide_restart(now, &mut dirty);
+        if dirty {
+            self.save_backoff();
+        }
+        self.publish(now);
+    }
+
+    fn heartbeat_written_at(&self) -> Option<DateTime<Utc>> {
+        match self.resources.as_ref().map(|r| &r.heartbeat) {
+            Some(Ok(Heartbeat::Found { written_at, .. })) => Some(*written_at),
+            _ => None,
+        }
+    }
+
+    fn decide_restart(&mut self, now: DateTime<Utc>, dirty: &mut bool) {
+        let Ok(facts) = &self.facts else {
+            self.next_restart_at = None;
+            return;
+        };
+        let cfg = self.config.restart.clone();
+        let cfg = &cfg;
+        let need = policy::need(facts, self.heartbeat_written_at(), now, cfg);
+        let hung =
+            matches!(&need, Need::Restart { reason, .. } if reason.starts_with("worker hung"));
+        if self.backoff.restart_count > 0 && policy::stable(facts, hung, now, cfg) {
+            self.backoff.reset(cfg);
+            *dirty = true;
+            self.push_event(
+                EventKind::BackoffReset,
+                "worker stable: restart backoff reset".into(),
+            );
+        }
+        match &need {
+            Need::Restart { .. } if self.backoff.down_since.is_none() => {
+                self.backoff.down_since = Some(now);
+                *dirty = true;
+            }
+            Need::Nothing(_) if self.backoff.down_since.is_some() && self.in_flight.is_none() => {
+                self.backoff.down_since = None;
+                *dirty = true;
+            }
+            _ => {}
+        }
+        let paused = self.pause.as_ref().is_some_and(|p| p.active_at(now));
+        let allowed = cfg.enabled && !paused && self.in_flight.is_none() && self.bus.is_some();
+        let down_since = self.backoff.down_since.unwrap_or(now);
+        match policy::decide(&need, down_since, &self.backoff, allowed, now) {
+            Decision::Nothing => self.next_restart_at = None,
+            Decision::Wait { until } => self.next_restart_at = Some(until),
+            Decision::RestartNow {
+                reason,
+                reset_failed,
+                delay_seconds,
+            } => {
+                self.next_restart_at = None;
+                self.begin_restart(now, reason, reset_failed, Some(delay_seconds), None);
+                *dirty = true;
+            }
+        }
+    }
+
+    fn begin_restart(
+        &mut self,
+        now: DateTime<Utc>,
+        reason: String,
+        reset_failed: bool,
+        delay_seconds: Option<u64>,
+        reply: Option<oneshot::Sender<ControlReply>>,
+    ) {
+        let Some(conn) = self.bus.clone() else {
+            if let Some(r) = reply {
+                let _ = r.send(ControlReply::Refused {
+                    reason: "no connection to systemd".into(),
+                });
+            }
+            return;
+        };
+        self.backoff.record_attempt(now, &self.config.restart);
+        self.save_backoff();
+        tracing::warn!(message = "Restarting the worker.", %reason, attempt = self.backoff.restart_count);
+        self.events.push_back(Event {
+            time: now,
+            kind: EventKind::Restart,
+            message: reason,
+            outcome: Some("started".into()),
+            delay_seconds,
+        });
+        self.trim_events();
+        self.in_flight = Some(InFlight { reply });
+        let unit = self.config.unit.clone();
+        let verify = self.config.restart.verify_timeout;
+        let tx = self.restart_tx.clone();
+        tokio::spawn(async move {
+            let done = match systemd::restart_unit(&conn, &unit, reset_failed).await {
+                Err(e) => RestartDone {
+                    ok: false,
+                    message: format!("restart failed: {e}"),
+                },
+                Ok(()) => wait_active(&conn, &unit, verify).await,
+            };
+            let _ = tx.send(done).await;
+        });
+    }
+
+    async fn on_restart_done(&mut self, done: RestartDone) {
+        let now = Utc::now();
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        if done.ok {
+            tracing::info!(message = "Worker restarted.");
+        } else {
+            tracing::error!(message = "Worker restart failed.", error = %done.message);
+        }
+        if let Some(last) = self
+            .events
+            .iter_mut()
+            .rev()
+            .find(|e| e.kind == EventKind::Restart)
+        {
+            last.outcome = Some(if done.ok {
+                "restarted".into()
+            } else {
+                done.message.clone()
+            });
+        }
+        let _ = now;
+        if let Some(reply) = flight.reply {
+            let _ = reply.send(if done.ok {
+                ControlReply::Restarted {
+                    message: done.message,
+                }
+            } else {
+                ControlReply::RestartFailed {
+                    message: done.message,
+                }
+            });
+        }
+        self.refresh_facts().await;
+    }
+
+    async fn on_control(&mut self, req: ControlRequest) {
+        let now = Utc::now();
+        let ControlRequest { control, reply } = req;
+        let answer = match control {
+            Control::Restart { force } => {
+                let paused = self.pause.as_ref().is_some_and(|p| p.active_at(now));
+                if self.in_flight.is_some() {
+                    Some(ControlReply::Refused {
+                        reason: "a restart is already in progress".into(),
+                    })
+                } else if paused && !force {
+                    Some(ControlReply::Refused {
+                        reason: "restarts are paused (maintenance); use --force".into(),
+                    })
+                } else {
+                    let due = self
+                        .backoff
+                        .last_restart_time
+                        .map(|_| self.backoff.due_at(now));
+                    match due {
+                        Some(until) if !force && until > now => {
+                            Some(ControlReply::Deferred { until })
+                        }
+                        _ => {
+                            let why = if force {
+                                "restart requested (forced)"
+                            } else {
+                                "restart requested"
+                            };
+                            self.begin_restart(now, why.into(), true, None, Some(reply));
+                            return;
+                        }
+                    }
+                }
+            }
+            Control::Pause { duration } => {
+                let until = duration
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| now + d);
+                self.pause = Some(Pause { since: now, until });
+                self.store_pause();
+                let text = match until {
+                    Some(u) => format!("maintenance pause until {}", u.to_rfc3339()),
+                    None => "maintenance pause until resumed".into(),
+                };
+                self.push_event(EventKind::Paused, text);
+                Some(ControlReply::Paused { until })
+            }
+            Control::Resume => {
+                if self.pause.take().is_some() {
+                    self.store_pause();
+                    self.push_event(
+                        EventKind::Resumed,
+                        "maintenance pause ended by request".into(),
+                    );
+                }
+                Some(ControlReply::Resumed)
+            }
+            Control::ResetBackoff => {
+                self.backoff.reset(&self.config.restart);
+                self.save_backoff();
+                self.push_event(
+                    EventKind::BackoffReset,
+                    "restart backoff reset by request".into(),
+                );
+                Some(ControlReply::BackoffReset)
+            }
+        };
+        if let Some(a) = answer {
+            let _ = reply.send(a);
+        }
+    }
+
+    fn publish(&mut self, now: DateTime<Utc>) {
+        let crash_count = self.facts.as_ref().ok().map(|_| {
+            self.backoff
+                .restarts_within(now, self.config.crash_loop_window)
+        });
+        let not_yet = || ProbeError::new("not checked yet");
+        let (disks, memory, heartbeat, journal) = match &self.resources {
+            Some(r) => (
+                r.disks.clone(),
+                r.memory.clone(),
+                live_heartbeat(&r.heartbeat, now),
+                r.journal.clone(),
+            ),
+            None => (Vec::new(), Err(not_yet()), Err(not_yet()), Err(not_yet())),
+        };
+        let readings = Readings {
+            taken_at: now,
+            service: self.facts.clone(),
+            disks,
+            memory,
+            heartbeat,
+            journal,
+        };
+        let evaluation = evaluate(&readings, &self.config, crash_count);
+        let report = Report::new(&readings, &evaluation, crash_count, self.agent.clone());
+        if self.last_status != Some(report.status) {
+            if let Some(prev) = self.last_status {
+                let why = report
+                    .alerts
+                    .first()
+                    .map(|a| format!(": {a}"))
+                    .unwrap_or_default();
+                self.push_event(
+                    EventKind::Transition,
+                    format!("{prev} -> {}{why}", report.status),
+                );
+            }
+            self.last_status = Some(report.status);
+        }
+        sdnotify::status(&status_line(&report));
+        self.seq += 1;
+        let snapshot = Snapshot {
+            seq: self.seq,
+            report,
+            daemon: self.daemon_state(),
+            history: self.history_arc.clone(),
+        };
+        self.snapshots.send_replace(Arc::new(snapshot));
+    }
+
+    fn daemon_state(&self) -> DaemonState {
+        DaemonState {
+            started_at: self.started_at,
+            restart_enabled: self.config.restart.enabled,
+            backoff: BackoffView {
+                restart_count: self.backoff.restart_count,
+                last_restart_time: self.backoff.last_restart_time,
+                backoff_seconds: self.backoff.backoff_seconds,
+                next_restart_at: self.next_restart_at,
+            },
+            pause: self.pause.as_ref().map(|p| PauseView {
+                since: p.since,
+                until: p.until,
+            }),
+            events: self.events.iter().cloned().collect(),
+        }
+    }
+
+    fn push_event(&mut self, kind: EventKind, message: String) {
+        tracing::info!(message = %message, kind = ?kind);
+        self.events.push_back(event(Utc::now(), kind, message));
+        self.trim_events();
+    }
+
+    fn trim_events(&mut self) {
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    fn save_backoff(&mut self) {
+        if let Err(e) = self.backoff.save(&self.config.state_dir) {
+            tracing::error!(message = "Cannot save the restart state.", error = %e);
+        }
+    }
+
+    fn store_pause(&mut self) {
+        if let Err(e) = Pause::store(&self.config.state_dir, self.pause.as_ref()) {
+            tracing::error!(message = "Cannot save the maintenance state.", error = %e);
+        }
+    }
+}
+
+fn event(time: DateTime<Utc>, kind: EventKind, message: String) -> Event {
+    Event {
+        time,
+        kind,
+        message,
+        outcome: None,
+        delay_seconds: None,
+    }
+}
+
+/// The heartbeat's age as of `now` (the file was read at the last resource check).
+fn live_heartbeat(reading: &Probe<Heartbeat>, now: DateTime<Utc>) -> Probe<Heartbeat> {
+    match reading {
+        Ok(Heartbeat::Found {
+            path,
+            written_at,
+            source,
+            ..
+        }) => Ok(Heartbeat::Found {
+            path: path.clone(),
+            written_at: *written_at,
+            age_seconds: (now - *written_at).num_seconds().max(0),
+            source: *source,
+        }),
+        other => other.clone(),
+    }
+}
+
+/// `HEALTHY · disk 41% · mem 22% · heartbeat 3s` (plus the first alert when there is one).
+pub fn status_line(report: &Report) -> String {
+    let pct = |v: Option<u8>| v.map_or_else(|| "?".to_owned(), |v| format!("{v}%"));
+    let mut line = format!(
+        "{} · disk {} · mem {} · heartbeat {}",
+        report.status,
+        pct(report.disk_usage_percent),
+        pct(report.memory_usage_percent),
+        match report.heartbeat_age_seconds {
+            Some(-1) => "missing".to_owned(),
+            Some(s) => format!("{s}s"),
+            None => "?".to_owned(),
+        }
+    );
+    if let Some(a) = report.alerts.first() {
+        line.push_str(" · ");
+        line.push_str(a);
+    }
+    line
+}
+
+async fn wait_active(conn: &Connection, unit: &str, timeout: Duration) -> RestartDone {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match systemd::unit_facts(conn, unit).await {
+            Ok(f) if f.is_active() => {
+                return RestartDone {
+                    ok: true,
+                    message: format!("{unit} is active (pid {})", f.main_pid),
+                };
+            }
+            Ok(f) => format!("{} ({}), result {}", f.active_state, f.sub_state, f.result),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return RestartDone {
+                ok: false,
+                message: format!(
+                    "not active after {}: {last}",
+                    humantime::format_duration(timeout)
+                ),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The test hook that wedges the main loop (so tests can see systemd's watchdog fire): only with
+/// `CRYPTOBOT_AGENT_TEST_HOOKS=1`, when the file `<state_dir>/wedge-main-loop` exists.
+fn test_hook_wedge_file(config: &Config) -> Option<std::path::PathBuf> {
+    (std::env::var("CRYPTOBOT_AGENT_TEST_HOOKS").as_deref() == Ok("1"))
+        .then(|| config.state_dir.join("wedge-main-loop"))
+}
+
+fn placeholder_snapshot(config: &Config, now: DateTime<Utc>) -> Snapshot {
+    let e = || ProbeError::new("starting");
+    let readings = Readings {
+        taken_at: now,
+        service: Err(e()),
+        disks: Vec::new(),
+        memory: Err(e()),
+        heartbeat: Err(e()),
+        journal: Err(e()),
+    };
+    let evaluation = evaluate(&readings, config, None);
+    Snapshot {
+        seq: 0,
+        report: Report::new(&readings, &evaluation, None, AgentInfo::current()),
+        daemon: DaemonState {
+            started_at: now,
+            restart_enabled: config.restart.enabled,
+            backoff: BackoffView {
+                restart_count: 0,
+                last_restart_time: None,
+                backoff_seconds: 0,
+                next_restart_at: None,
+            },
+            pause: None,
+            events: Vec::new(),
+        },
+        history: Arc::from(Vec::new()),
+    }
+}
