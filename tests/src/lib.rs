@@ -6,6 +6,7 @@
 //! test process are collected by the next lab that starts. Every lab has its own id, directory,
 //! network namespaces and cgroup, so test binaries running at once never collide.
 
+pub mod agent;
 pub mod lab;
 
 pub use lab::{Lab, LabBuilder, Vm};

@@ -20,7 +20,7 @@ pub enum Need {
     Restart {
         /// For people and the event history.
         reason: String,
-        /// The unit hit its start limit: reset-failed before starting.
+        /// The unit failed (maybe over its start limit): reset-failed before starting.
         reset_failed: bool,
     },
 }
@@ -36,9 +36,12 @@ pub fn need(
         return Need::Nothing("the unit does not exist");
     }
     match facts.active_state.as_str() {
+        // A failed unit may be over its start limit even when its Result does not say so (systemd
+        // keeps the result of the last run when the limit stops an automatic restart), so its
+        // failed state and start counter are always reset first: the agent's backoff takes over.
         "failed" => Need::Restart {
             reason: format!("worker failed (result: {})", facts.result),
-            reset_failed: facts.result == "start-limit-hit",
+            reset_failed: true,
         },
         "inactive" if facts.result != "success" && !facts.result.is_empty() => Need::Restart {
             reason: format!("worker inactive after a crash (result: {})", facts.result),
