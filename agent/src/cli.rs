@@ -64,8 +64,8 @@ pub struct CheckArgs {
     /// Legacy: run the daemon (same as `cryptobot-agent run`).
     #[arg(long, hide = true)]
     pub daemon: bool,
-    /// Legacy: accepted with --daemon (restarts are on by default in the daemon).
-    #[arg(long, hide = true)]
+    /// Restart the worker if it is down (or hung) and its backoff allows (the daemon always does).
+    #[arg(long)]
     pub restart: bool,
 }
 

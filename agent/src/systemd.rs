@@ -127,6 +127,29 @@ pub async fn restart_unit(
     Ok(())
 }
 
+/// Waits until `unit` is active (after a restart); the error says what state it was left in.
+pub async fn wait_active(
+    conn: &Connection,
+    unit: &str,
+    timeout: std::time::Duration,
+) -> Result<UnitFacts, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match unit_facts(conn, unit).await {
+            Ok(f) if f.is_active() => return Ok(f),
+            Ok(f) => format!("{} ({}), result {}", f.active_state, f.sub_state, f.result),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "not active after {}: {last}",
+                humantime::format_duration(timeout)
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads the facts of `unit` with two `GetAll` calls.
 pub async fn unit_facts(conn: &Connection, unit: &str) -> Result<UnitFacts, SystemdError> {
     let call = |what| move |source| SystemdError::Call { what, source };

@@ -260,3 +260,97 @@ fn sigterm_stops_the_agent_cleanly_and_quickly() {
     assert_eq!(vm.unit_property(AGENT_UNIT, "Result"), "success");
     assert!(vm.journal(AGENT_UNIT).contains("Agent stopped."));
 }
+
+#[test]
+fn a_hung_worker_is_restarted() {
+    let lab = Lab::start(1);
+    let vm = lab.vm(1);
+    start_agent(
+        vm,
+        &FAST
+            .replace("[restart]\n", "[restart]\nhung_after = \"3s\"\n")
+            .replace("interval = \"2s\"", "interval = \"1s\""),
+        5,
+    );
+    let pid = vm.unit_property(WORKER, "MainPID");
+    vm.write_file("/run/fake-worker/hang", "");
+    wait_worker_back(vm, &pid, Duration::from_secs(20));
+    std::fs::remove_file(vm.host_path("/run/fake-worker/hang")).unwrap();
+    let journal = vm.journal(AGENT_UNIT);
+    assert!(
+        journal.contains("reason=worker hung (heartbeat "),
+        "{journal}"
+    );
+}
+
+#[test]
+fn systemd_restarts_count_toward_the_crash_loop() {
+    let lab = Lab::start(1);
+    let vm = lab.vm(1);
+    start_agent(vm, FAST, 5);
+    for n in 1..=6 {
+        let pid = kill_worker(vm);
+        wait_until(
+            &format!("systemd's restart {n}"),
+            Duration::from_secs(10),
+            || {
+                vm.unit_property(WORKER, "NRestarts") == n.to_string()
+                    && vm.unit_property(WORKER, "MainPID") != pid
+            },
+        );
+    }
+    wait_until("the crash-loop warning", Duration::from_secs(5), || {
+        vm.unit_property(AGENT_UNIT, "StatusText")
+            .starts_with("WARNING · disk ")
+            && vm
+                .unit_property(AGENT_UNIT, "StatusText")
+                .ends_with("Service has restarted 6 times - possible crash loop")
+    });
+    // the count lives in the agent's state, so it survives an agent restart
+    vm.systemctl(&format!("restart {AGENT_UNIT}"));
+    vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(10));
+    let status = vm.unit_property(AGENT_UNIT, "StatusText");
+    assert!(
+        status.ends_with("Service has restarted 6 times - possible crash loop"),
+        "{status}"
+    );
+}
+
+#[test]
+fn one_shot_check_can_restart_with_the_same_backoff() {
+    let lab = Lab::start(1);
+    let vm = lab.vm(1);
+    worker_without_restart(vm);
+    vm.write_file(cryptobot_tests::agent::AGENT_CONFIG, FAST);
+    let check = || {
+        vm.command(cryptobot_tests::agent_bin())
+            .args([
+                "--config",
+                cryptobot_tests::agent::AGENT_CONFIG,
+                "check",
+                "--restart",
+            ])
+            .output()
+            .unwrap()
+    };
+    let pid = kill_worker(vm);
+    vm.wait_active_state(WORKER, "failed", Duration::from_secs(5));
+    let first = check();
+    assert_eq!(first.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("restart: not before"),
+        "{first:?}"
+    );
+    wait_until(
+        "a later check to restart the worker",
+        Duration::from_secs(10),
+        || {
+            let out = check();
+            String::from_utf8_lossy(&out.stderr)
+                .contains("restarted, faucet_worker.service is active")
+        },
+    );
+    wait_worker_back(vm, &pid, Duration::from_secs(5));
+    assert_eq!(backoff_state(vm)["restart_count"], 1);
+    assert_eq!(backoff_state(vm)["backoff_seconds"], 2);
+}

@@ -9,6 +9,7 @@ use crate::{
     evaluate::evaluate,
     report::{AgentInfo, Report},
     state::JournalState,
+    systemd,
 };
 
 pub(super) async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -18,7 +19,69 @@ pub(super) async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exi
     } else {
         print!("{}", report.to_text());
     }
+    if args.restart {
+        restart_if_needed(config, &report).await;
+    }
     Ok(ExitCode::from(report.status.exit_code()))
+}
+
+/// `check --restart`: the daemon's restart policy, applied once, with the same persisted backoff.
+async fn restart_if_needed(config: &Config, report: &Report) {
+    use crate::restart::{maintenance::Pause, policy, state::BackoffState};
+    let now = chrono::Utc::now();
+    let Some(facts) = &report.unit else {
+        eprintln!("restart: skipped, the worker's state is unknown");
+        return;
+    };
+    let written = match &report.heartbeat {
+        Some(crate::checks::heartbeat::Heartbeat::Found { written_at, .. }) => Some(*written_at),
+        _ => None,
+    };
+    let (mut state, err) = BackoffState::load(&config.state_dir, &config.restart);
+    if let Some(e) = err {
+        eprintln!("restart: {e}");
+    }
+    let paused = Pause::load(&config.state_dir)
+        .0
+        .is_some_and(|p| p.active_at(now));
+    let need = policy::need(facts, written, now, &config.restart);
+    match &need {
+        policy::Need::Restart { .. } if state.down_since.is_none() => state.down_since = Some(now),
+        policy::Need::Nothing(_) => state.down_since = None,
+        _ => {}
+    }
+    let down_since = state.down_since.unwrap_or(now);
+    match policy::decide(&need, down_since, &state, !paused, now) {
+        policy::Decision::Nothing if paused => eprintln!("restart: skipped, restarts are paused"),
+        policy::Decision::Nothing => {}
+        policy::Decision::Wait { until } => {
+            eprintln!("restart: not before {} (backoff)", until.to_rfc3339());
+        }
+        policy::Decision::RestartNow {
+            reason,
+            reset_failed,
+            ..
+        } => {
+            state.record_attempt(now, &config.restart);
+            let outcome = async {
+                let conn = systemd::connect().await.map_err(|e| e.to_string())?;
+                systemd::restart_unit(&conn, &config.unit, reset_failed)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                systemd::wait_active(&conn, &config.unit, config.restart.verify_timeout).await
+            };
+            match outcome.await {
+                Ok(f) => eprintln!(
+                    "restart: {reason}: restarted, {} is active (pid {})",
+                    config.unit, f.main_pid
+                ),
+                Err(e) => eprintln!("restart: {reason}: restart failed: {e}"),
+            }
+        }
+    }
+    if let Err(e) = state.save(&config.state_dir) {
+        eprintln!("restart: cannot save the restart state: {e}");
+    }
 }
 
 /// One full check, remembering where the journal window ended so the next check starts there.

@@ -383,7 +383,16 @@ impl Supervisor {
                     ok: false,
                     message: format!("restart failed: {e}"),
                 },
-                Ok(()) => wait_active(&conn, &unit, verify).await,
+                Ok(()) => match systemd::wait_active(&conn, &unit, verify).await {
+                    Ok(f) => RestartDone {
+                        ok: true,
+                        message: format!("{unit} is active (pid {})", f.main_pid),
+                    },
+                    Err(e) => RestartDone {
+                        ok: false,
+                        message: e,
+                    },
+                },
             };
             let _ = tx.send(done).await;
         });
@@ -639,32 +648,6 @@ pub fn status_line(report: &Report) -> String {
         line.push_str(a);
     }
     line
-}
-
-async fn wait_active(conn: &Connection, unit: &str, timeout: Duration) -> RestartDone {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match systemd::unit_facts(conn, unit).await {
-            Ok(f) if f.is_active() => {
-                return RestartDone {
-                    ok: true,
-                    message: format!("{unit} is active (pid {})", f.main_pid),
-                };
-            }
-            Ok(f) => format!("{} ({}), result {}", f.active_state, f.sub_state, f.result),
-            Err(e) => e.to_string(),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return RestartDone {
-                ok: false,
-                message: format!(
-                    "not active after {}: {last}",
-                    humantime::format_duration(timeout)
-                ),
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
