@@ -10,6 +10,8 @@ packages=(
   systemd                         # systemd 252 is PID 1 of every lab VM; journalctl, systemd-analyze
   python3                         # stand-in tooling inside the VMs
   ca-certificates
+  polkitd                         # authorises the agent's user to restart the worker (deploy/cryptobot-agent.rules)
+  procps                          # ps, in the tests
 )
 missing=()
 for p in "${packages[@]}"; do

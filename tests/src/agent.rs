@@ -59,3 +59,38 @@ pub fn wait_worker_back(vm: &Vm, old_pid: &str, timeout: Duration) {
             && vm.unit_property("faucet_worker.service", "MainPID") != old_pid
     });
 }
+
+/// The repository's `deploy/` directory.
+pub fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Installs the agent the way a deploy does: the binary in /usr/local/bin, the shipped unit, its
+/// system user (sysusers), the polkit rule and `config`; then starts it as its own user.
+pub fn install_deployed_agent(vm: &Vm, config: &str) {
+    let deploy = deploy_dir();
+    let read = |name: &str| {
+        std::fs::read(deploy.join(name)).unwrap_or_else(|e| panic!("deploy/{name}: {e}"))
+    };
+    vm.write_file(
+        "/usr/local/bin/cryptobot-agent",
+        std::fs::read(agent_bin()).expect("agent binary"),
+    );
+    vm.sh("chmod 755 /usr/local/bin/cryptobot-agent");
+    vm.write_file(
+        "/usr/lib/sysusers.d/cryptobot-agent.conf",
+        read("cryptobot-agent.sysusers"),
+    );
+    vm.write_file(
+        "/etc/polkit-1/rules.d/50-cryptobot-agent.rules",
+        read("cryptobot-agent.rules"),
+    );
+    vm.write_file(AGENT_CONFIG, config);
+    vm.write_file(
+        "/etc/systemd/system/cryptobot-agent.service",
+        read("cryptobot-agent.service"),
+    );
+    vm.sh("systemd-sysusers && systemctl daemon-reload");
+    vm.systemctl(&format!("start {AGENT_UNIT}"));
+    vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(20));
+}
