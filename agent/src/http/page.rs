@@ -191,19 +191,21 @@ pub(crate) fn render(snapshot: &Snapshot, local_addr: SocketAddr, token: bool) -
     );
 
     // The unit and the agent's own state, side by side.
-    h.push_str(r#"<div class="grid"><section><h2>Worker unit</h2>"#);
+    h.push_str(r#"<div class="grid"><section><h2>Worker unit</h2><dl>"#);
     match &report.unit {
-        None => h.push_str(r#"<p class="muted">systemd could not be asked (see the alerts).</p>"#),
+        None => h.push_str(
+            r#"<dt>unit</dt><dd class="muted">systemd could not be asked (see the alerts)</dd>"#,
+        ),
         Some(u) => {
             let _ = write!(
                 h,
-                "<dl><dt>unit</dt><dd><code>{name}</code> ({load})</dd>\
+                "<dt>unit</dt><dd><code>{name}</code> ({load})</dd>\
                  <dt>state</dt><dd>{active} ({sub})</dd>\
                  <dt>last result</dt><dd>{result}</dd>\
                  <dt>main pid</dt><dd>{pid}</dd>\
                  <dt>systemd restarts</dt><dd>{restarts}</dd>\
                  <dt>active since</dt><dd>{since}</dd>\
-                 <dt>invocation</dt><dd><code>{invocation}</code></dd></dl>",
+                 <dt>invocation</dt><dd><code>{invocation}</code></dd>",
                 name = escape(&u.name),
                 load = escape(&u.load_state),
                 active = escape(&u.active_state),
@@ -230,10 +232,7 @@ pub(crate) fn render(snapshot: &Snapshot, local_addr: SocketAddr, token: bool) -
             escape(&path.display().to_string())
         ),
     };
-    let _ = write!(
-        h,
-        r#"<dl style="margin-top:8px"><dt>heartbeat</dt><dd>{heartbeat}</dd>"#
-    );
+    let _ = write!(h, "<dt>heartbeat</dt><dd>{heartbeat}</dd>");
     for d in &report.disks {
         let value = match (&d.usage, &d.error) {
             (Some(u), _) => format!(

@@ -1,6 +1,8 @@
 //! The snapshot as Prometheus metrics, named `cryptobot_*`, in the Prometheus text format (0.0.4)
-//! or OpenMetrics. Every metric is a gauge (the counters the agent has can reset); a value that is
-//! not known is left out, never reported as 0.
+//! or OpenMetrics. Every metric is a gauge (the counts the agent has can go back to 0); a value
+//! that is not known is left out, never reported as 0. Names follow Prometheus' lint rules, which
+//! reserve `_count` for histograms and summaries: the report's `crash_count` is
+//! `cryptobot_systemd_restarts`, the backoff's `restart_count` is `cryptobot_agent_restarts`.
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text, text as openmetrics_text},
@@ -132,8 +134,8 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     );
     gauge(
         &mut r,
-        "crash_count",
-        "Restarts of the worker counted by systemd (NRestarts)",
+        "systemd_restarts",
+        "Automatic restarts of the worker by systemd (NRestarts, the crash-loop check's count)",
         report.crash_count.map(i64::from),
     );
 
@@ -205,8 +207,8 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     );
     gauge(
         &mut r,
-        "restart_count",
-        "Restarts by the agent in the current backoff episode",
+        "agent_restarts",
+        "Restarts of the worker by the agent in the current backoff episode",
         Some(i64::from(daemon.backoff.restart_count)),
     );
     gauge(
@@ -277,7 +279,7 @@ mod tests {
             "cryptobot_status{status=\"critical\"} 0",
             "cryptobot_service_active 1",
             "cryptobot_service_running 1",
-            "cryptobot_crash_count 0",
+            "cryptobot_systemd_restarts 0",
             "cryptobot_disk_usage_percent{mount=\"/\"} 41",
             "cryptobot_memory_usage_percent 22",
             "cryptobot_heartbeat_present 1",
@@ -286,7 +288,7 @@ mod tests {
             "cryptobot_check_status{check=\"service\",status=\"healthy\"} 1",
             "cryptobot_check_status{check=\"service\",status=\"warning\"} 0",
             "cryptobot_restart_backoff_seconds 20",
-            "cryptobot_restart_count 1",
+            "cryptobot_agent_restarts 1",
             "cryptobot_paused 0",
         ] {
             assert!(lines.contains(&expected), "{expected} missing in\n{text}");
@@ -309,7 +311,7 @@ mod tests {
         for absent in [
             "cryptobot_service_active",
             "cryptobot_service_running",
-            "cryptobot_crash_count",
+            "cryptobot_systemd_restarts",
         ] {
             assert!(
                 !lines.iter().any(|l| l.starts_with(absent)),
