@@ -2,7 +2,7 @@
 //! when they present the configured bearer token, or when `http.public` is set. Loopback clients
 //! (127.0.0.0/8, ::1, and IPv4-mapped loopback on dual-stack listeners) are always allowed.
 //!
-//! The decision is the pure function [`decide`]; [`check`] applies it to requests.
+//! The decision is the pure function [`decide`]; the `check` middleware applies it to requests.
 
 use std::net::{IpAddr, SocketAddr};
 

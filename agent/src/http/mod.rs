@@ -13,11 +13,11 @@
 //! - on shutdown the loop stops accepting, every connection finishes its current response and
 //!   closes, and connections still open after `request_timeout` are dropped.
 //!
-//! Access rules live in [`access`], error bodies in [`errors`].
+//! Access rules live in [`access`]; every error answer is a small JSON object (module `errors`).
 
 pub mod access;
 mod chart;
-pub mod errors;
+mod errors;
 mod health;
 mod metrics;
 mod page;
