@@ -9,6 +9,8 @@ packages=(
   dbus iproute2 util-linux        # the VMs' system bus; namespaces, veth, nsenter/unshare/setpriv
   systemd                         # systemd 252 is PID 1 of every lab VM; journalctl, systemd-analyze
   python3                         # stand-in tooling inside the VMs
+  prometheus                      # promtool checks the agent's /metrics exposition (service not started)
+  chromium                        # headless browser that renders the agent's status page in a test
   ca-certificates
   polkitd                         # authorises the agent's user to restart the worker (deploy/cryptobot-agent.rules)
   procps                          # ps, in the tests

@@ -3,7 +3,7 @@
 //! Layout: [`checks`] hold one file per check (probe + pure assessment); [`evaluate`] is the pure
 //! decision core; [`report`] is the health model every interface shows; [`systemd`] is the only
 //! module that talks D-Bus; [`state`] owns the atomic state files; [`config`] parses then validates;
-//! [`commands`] has one file per subcommand.
+//! [`commands`] has one file per subcommand; [`http`] is the HTTP front end of the daemon.
 
 pub mod checks;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;
+pub mod http;
 pub mod logging;
 pub mod report;
 pub mod restart;

@@ -1,0 +1,188 @@
+//! The agent's HTTP front end: `/health` for load balancers and the Azure Application Health
+//! extension, `/metrics` (JSON or the Prometheus text formats) and a status page at `/`.
+//!
+//! Handlers only read the latest [`Snapshot`](crate::daemon::Snapshot) from the
+//! [`AgentHandle`]; no request ever runs a probe. Connections are served by an accept loop of our
+//! own (rather than `axum::serve`) so that every limit is explicit:
+//!
+//! - at most `max_connections` connections at once: the loop takes a semaphore permit before it
+//!   accepts, so further clients wait in the kernel's backlog;
+//! - request headers must arrive within `request_timeout` (also on idle keep-alive connections)
+//!   and fit in [`MAX_HEADER_BYTES`]; hyper answers 431 or closes the connection otherwise;
+//! - handling a request may take at most `request_timeout` (a tower timeout);
+//! - on shutdown the loop stops accepting, every connection finishes its current response and
+//!   closes, and connections still open after `request_timeout` are dropped.
+//!
+//! Access rules live in [`access`]; every error answer is a small JSON object (module `errors`).
+
+pub mod access;
+mod chart;
+mod errors;
+mod health;
+mod metrics;
+mod page;
+mod prometheus;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    error_handling::HandleErrorLayer,
+    extract::{ConnectInfo, Request},
+    http::{HeaderValue, header},
+    middleware,
+    response::Response,
+    routing::get,
+};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tower::{ServiceBuilder, ServiceExt as _};
+
+use crate::{config::HttpConfig, daemon::AgentHandle};
+
+/// Largest request head (request line and headers) accepted, in bytes.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Most header fields in one request.
+const MAX_HEADERS: usize = 64;
+
+/// What every handler gets.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    /// Where the snapshots come from.
+    pub handle: AgentHandle,
+    /// Access settings.
+    pub config: Arc<HttpConfig>,
+    /// The address the listener is bound to (for the examples on the status page).
+    pub local_addr: SocketAddr,
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then lets open connections finish
+/// their current response (for at most `config.request_timeout`) and returns.
+///
+/// Errors of single connections are logged and never end the server; only a listener without a
+/// local address is an error.
+pub async fn serve(
+    listener: TcpListener,
+    handle: AgentHandle,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let local_addr = listener.local_addr()?;
+    let request_timeout = config.request_timeout;
+    let permits = Arc::new(Semaphore::new(
+        config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let router = router(AppState {
+        handle,
+        config: Arc::new(config),
+        local_addr,
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(request_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    tracing::info!(%local_addr, "http listening");
+
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                log_connection_end(done);
+                continue;
+            }
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(request_timeout, conn.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::debug!(%peer, "http connection dropped at shutdown");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!(open = connections.len(), "http shutting down");
+    while let Some(done) = connections.join_next().await {
+        log_connection_end(done);
+    }
+    Ok(())
+}
+
+fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "http connection task failed");
+    }
+}
+
+/// The routes, the access check, the request timeout and the JSON error answers.
+fn router(state: AppState) -> Router {
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/", get(page::page))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), access::check))
+        .layer(middleware::map_response(no_store))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(errors::timed_out))
+                .timeout(timeout),
+        )
+        .with_state(state)
+}
+
+/// Every answer describes the current moment only.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests;
