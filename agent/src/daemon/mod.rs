@@ -15,19 +15,60 @@ pub use handle::{
     EventKind, PauseView, Sample, Snapshot,
 };
 
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::Config, sdnotify};
 
-/// Runs the daemon until `shutdown` is cancelled: first check, listeners, READY, main loop,
-/// STOPPING, bounded drain of the front ends.
+/// How long the front ends get to finish their work after the main loop stops.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Runs the daemon until `shutdown` is cancelled: listeners, first check, READY, main loop,
+/// STOPPING, bounded drain of the front ends. A listener that cannot be bound is an error before
+/// anything else starts.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let supervisor = supervisor::Supervisor::start(config).await;
-    let _handle = supervisor.handle();
+    let http_listener = match config.http.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+        ),
+        None => None,
+    };
+    let supervisor = supervisor::Supervisor::start(config.clone()).await;
+    let handle = supervisor.handle();
+    let frontends = shutdown.child_token();
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    if let Some(listener) = http_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(message = "HTTP listening.", %addr);
+        }
+        let (h, c, t) = (handle.clone(), config.http.clone(), frontends.clone());
+        tasks.spawn(async move { ("http", crate::http::serve(listener, h, c, t).await.map_err(Into::into)) });
+    }
     sdnotify::ready();
     tracing::info!(message = "Agent ready.");
-    supervisor.run(shutdown.clone()).await;
+    tokio::select! {
+        _ = supervisor.run(shutdown.clone()) => {}
+        Some(Ok((name, result))) = tasks.join_next() => {
+            // A front end that stops on its own is a fault: stop the agent so systemd restarts it.
+            shutdown.cancel();
+            sdnotify::stopping();
+            return Err(match result {
+                Err(e) => e.context(format!("{name} server failed")),
+                Ok(()) => anyhow::anyhow!("{name} server stopped unexpectedly"),
+            });
+        }
+    }
     sdnotify::stopping();
+    frontends.cancel();
+    let drained = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(message = "Front ends did not finish in time; stopping anyway.");
+    }
     tracing::info!(message = "Agent stopped.");
     Ok(())
 }
