@@ -47,7 +47,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::info!(message = "HTTP listening.", %addr);
         }
         let (h, c, t) = (handle.clone(), config.http.clone(), frontends.clone());
-        tasks.spawn(async move { ("http", crate::http::serve(listener, h, c, t).await.map_err(Into::into)) });
+        tasks.spawn(async move {
+            (
+                "http",
+                crate::http::serve(listener, h, c, t)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
     }
     sdnotify::ready();
     tracing::info!(message = "Agent ready.");
@@ -65,7 +72,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     sdnotify::stopping();
     frontends.cancel();
-    let drained = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(message = "Front ends did not finish in time; stopping anyway.");
     }
