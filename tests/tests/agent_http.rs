@@ -45,10 +45,10 @@ fn curl_remote(vm: &Vm, path: &str, token: Option<&str>) -> (u16, String) {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
     cmd.arg(format!("http://{}:8080{path}", vm.ip));
-    parse(cmd.output().expect("curl"))
+    parse(&cmd.output().expect("curl"))
 }
 
-fn parse(out: Output) -> (u16, String) {
+fn parse(out: &Output) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_owned())
