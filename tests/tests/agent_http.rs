@@ -16,7 +16,7 @@ const TOKEN: &str = "lab-token-0123456789abcdef";
 
 /// `curl` from inside the VM (loopback): status code and body.
 fn curl_inside(vm: &Vm, path: &str) -> (u16, String) {
-    parse(vm.run(&[
+    parse(&vm.run(&[
         "curl",
         "-s",
         "-m",
