@@ -153,6 +153,12 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Adds an outcome of the agent's own (after the checks), updating the overall status.
+    pub fn push(&mut self, outcome: CheckOutcome) {
+        self.status = self.status.worst(outcome.status);
+        self.checks.push(outcome);
+    }
+
     /// The alerts, in order.
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.checks.iter().filter_map(|c| c.alert.as_ref())

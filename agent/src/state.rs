@@ -34,6 +34,9 @@ pub enum StateError {
     },
 }
 
+/// Prefix of the temporary files of atomic writes.
+const TEMP_PREFIX: &str = ".tmp-";
+
 /// Writes `bytes` to `path` atomically, creating the directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -43,6 +46,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes temporary files that a writer killed mid-write left in `dir` (they never hold state:
+/// the state file is only ever replaced by a completed one). Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Loads a JSON state file: `Ok(None)` when it does not exist; a corrupt file is moved aside.

@@ -43,9 +43,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let frontends = shutdown.child_token();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     if let Some(listener) = http_listener {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(message = "HTTP listening.", %addr);
-        }
         let (h, c, t) = (handle.clone(), config.http.clone(), frontends.clone());
         tasks.spawn(async move {
             (

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
     config::Config,
-    evaluate::{Status, evaluate},
+    evaluate::{Alert, CheckOutcome, Status, evaluate},
     report::{AgentInfo, Report},
     restart::{
         maintenance::Pause,
@@ -72,6 +72,8 @@ pub struct Supervisor {
     history_arc: Arc<[Sample]>,
     last_status: Option<Status>,
     started_at: DateTime<Utc>,
+    /// The last failure to save state, until a save succeeds again.
+    state_error: Option<String>,
     seq: u64,
     snapshots: watch::Sender<Arc<Snapshot>>,
     control_rx: mpsc::Receiver<ControlRequest>,
@@ -89,6 +91,13 @@ impl Supervisor {
             tracing::warn!(message = %message);
             events.push_back(event(now, EventKind::Agent, message));
         };
+        let stale = crate::state::remove_stale_temporaries(&config.state_dir);
+        if stale > 0 {
+            tracing::info!(
+                message = "Removed temporary files of interrupted state writes.",
+                count = stale
+            );
+        }
         let (backoff, err) = BackoffState::load(&config.state_dir, &config.restart);
         if let Some(e) = err {
             note(format!("restart state reset: {e}"));
@@ -122,6 +131,7 @@ impl Supervisor {
             history_arc: Arc::from(Vec::new()),
             last_status: None,
             started_at: now,
+            state_error: None,
             seq: 0,
             snapshots,
             control_rx,
@@ -208,9 +218,8 @@ impl Supervisor {
     fn absorb_readings(&mut self, r: Readings) {
         if let Ok(j) = &r.journal {
             self.journal_since = Some(j.until);
-            if let Err(e) = JournalState::save(&self.config.state_dir, &self.config.unit, j.until) {
-                tracing::warn!(message = "Cannot record the journal window.", error = %e);
-            }
+            let saved = JournalState::save(&self.config.state_dir, &self.config.unit, j.until);
+            self.note_save(saved);
         }
         // The service reading of a resource round is older than what the watcher keeps up to date,
         // unless there is no connection to keep it up to date.
@@ -531,7 +540,21 @@ impl Supervisor {
             heartbeat,
             journal,
         };
-        let evaluation = evaluate(&readings, &self.config, crash_count);
+        let mut evaluation = evaluate(&readings, &self.config, crash_count);
+        if let Some(e) = &self.state_error {
+            evaluation.push(
+                CheckOutcome::new("state")
+                    .value("not saved")
+                    .threshold("state files can be written")
+                    .alert(
+                        Status::Warning,
+                        Alert::new(
+                            "state_unwritable",
+                            format!("Agent state cannot be saved: {e}"),
+                        ),
+                    ),
+            );
+        }
         let report = Report::new(&readings, &evaluation, crash_count, self.agent.clone());
         if self.last_status != Some(report.status) {
             if let Some(prev) = self.last_status {
@@ -589,14 +612,25 @@ impl Supervisor {
     }
 
     fn save_backoff(&mut self) {
-        if let Err(e) = self.backoff.save(&self.config.state_dir) {
-            tracing::error!(message = "Cannot save the restart state.", error = %e);
-        }
+        let saved = self.backoff.save(&self.config.state_dir);
+        self.note_save(saved);
     }
 
     fn store_pause(&mut self) {
-        if let Err(e) = Pause::store(&self.config.state_dir, self.pause.as_ref()) {
-            tracing::error!(message = "Cannot save the maintenance state.", error = %e);
+        let saved = Pause::store(&self.config.state_dir, self.pause.as_ref());
+        self.note_save(saved);
+    }
+
+    /// A failed save is logged and shown as a WARNING until a save succeeds again.
+    fn note_save(&mut self, result: Result<(), crate::state::StateError>) {
+        match result {
+            Ok(()) => self.state_error = None,
+            Err(e) => {
+                if self.state_error.is_none() {
+                    tracing::error!(message = "Cannot save agent state.", error = %e);
+                }
+                self.state_error = Some(e.to_string());
+            }
         }
     }
 }
