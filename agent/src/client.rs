@@ -76,6 +76,21 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A gRPC channel to whatever serves on the unix socket `socket` (the agent's API and health).
+pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path = socket.to_owned();
+    let connector = tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+    });
+    // The URI only names the authority sent in requests; the connector ignores it.
+    Endpoint::from_static("http://cryptobot-agent")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .connect_with_connector(connector)
+        .await
+}
+
 /// A connected client of the agent listening on `socket`.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -86,16 +101,7 @@ pub struct Client {
 impl Client {
     /// Connects to the agent's unix socket.
     pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let path = socket.to_owned();
-        let connector = tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        });
-        // The URI only names the authority sent in requests; the connector ignores it.
-        let channel = Endpoint::from_static("http://cryptobot-agent")
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .connect_with_connector(connector)
+        let channel = unix_channel(socket)
             .await
             .map_err(|e| ClientError::Unreachable {
                 socket: socket.to_owned(),

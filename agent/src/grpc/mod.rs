@@ -30,7 +30,7 @@ use crate::daemon::AgentHandle;
 /// The fully qualified name of the agent's own service, also registered in health.
 pub const AGENT_SERVICE: &str = cryptobot_proto::v1::agent_server::SERVICE_NAME;
 
-/// Largest request message accepted; bigger ones are refused with RESOURCE_EXHAUSTED.
+/// Largest request message accepted; bigger ones are refused (OUT_OF_RANGE, naming the limit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Longest time a unary call may take. A restart waits for systemd and the worker to come up,
