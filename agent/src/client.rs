@@ -105,7 +105,8 @@ impl Client {
             .await
             .map_err(|e| ClientError::Unreachable {
                 socket: socket.to_owned(),
-                reason: chain(&e),
+                // tonic's own "transport error" says nothing; its cause does.
+                reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), chain),
             })?;
         Ok(Client {
             socket: socket.to_owned(),

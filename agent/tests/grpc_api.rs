@@ -52,7 +52,10 @@ async fn get_status_carries_the_report_over_unix_and_tcp() {
         assert_eq!(s.heartbeat_age_seconds, Some(3));
         assert!(s.alerts.is_empty());
         let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
-        assert!(names.contains(&"service") && names.contains(&"disk:/"), "{names:?}");
+        assert!(
+            names.contains(&"service") && names.contains(&"disk:/"),
+            "{names:?}"
+        );
         assert!(s.checks.iter().all(|c| c.alert.is_none()));
         assert_eq!(s.unit.as_ref().unwrap().name, "faucet_worker.service");
         assert_eq!(s.agent.as_ref().unwrap().hostname, "vm1");
@@ -129,7 +132,10 @@ async fn health_follows_the_snapshots() {
             check(&mut health, AGENT_SERVICE).await,
             Ok(ServingStatus::Serving)
         );
-        assert_eq!(check(&mut health, "other.service").await, Err(Code::NotFound));
+        assert_eq!(
+            check(&mut health, "other.service").await,
+            Err(Code::NotFound)
+        );
     }
 
     let mut health = HealthClient::new(agent.tcp_channel().await);
@@ -153,7 +159,10 @@ async fn health_follows_the_snapshots() {
         assert_eq!(next.status(), ServingStatus::NotServing);
     }
     assert_eq!(check(&mut health, "").await, Ok(ServingStatus::NotServing));
-    assert_eq!(check(&mut health, unit).await, Ok(ServingStatus::NotServing));
+    assert_eq!(
+        check(&mut health, unit).await,
+        Ok(ServingStatus::NotServing)
+    );
     assert_eq!(
         check(&mut health, AGENT_SERVICE).await,
         Ok(ServingStatus::Serving),
@@ -370,18 +379,8 @@ async fn shutdown_ends_streams_and_servers() {
     agent.shutdown.cancel();
     // Each stream ends (or fails) instead of hanging on; then both servers return cleanly, well
     // before the grace period would force them.
-    loop {
-        match within(status.next()).await {
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => break,
-        }
-    }
-    loop {
-        match within(health.next()).await {
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => break,
-        }
-    }
+    while let Some(Ok(_)) = within(status.next()).await {}
+    while let Some(Ok(_)) = within(health.next()).await {}
     let grace = cryptobot_agent::grpc::SHUTDOWN_GRACE;
     let unix = tokio::time::timeout(grace, &mut agent.unix_server).await;
     let tcp = tokio::time::timeout(grace, &mut agent.tcp_server).await;

@@ -67,7 +67,10 @@ mod tests {
         });
         let (text, code) = outcome(Some(&deferred));
         assert_eq!(code, 1);
-        assert!(text.contains("2025-12-01T00:00:00Z") && text.contains("--force"), "{text}");
+        assert!(
+            text.contains("2025-12-01T00:00:00Z") && text.contains("--force"),
+            "{text}"
+        );
         let refused = Outcome::Refused(pb::Refused {
             reason: "paused".into(),
         });

@@ -205,9 +205,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(
-                "restart: worker failed (result: signal) (restarted, after 10s)"
-            ),
+            text.contains("restart: worker failed (result: signal) (restarted, after 10s)"),
             "{text}"
         );
         assert!(

@@ -64,7 +64,9 @@ impl Agent for AgentService {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::AgentStatus>, Status> {
-        Ok(Response::new(convert::agent_status(&self.handle.snapshot())))
+        Ok(Response::new(convert::agent_status(
+            &self.handle.snapshot(),
+        )))
     }
 
     type WatchStatusStream = StatusStream;
@@ -86,7 +88,10 @@ impl Agent for AgentService {
         request: Request<pb::GetEventsRequest>,
     ) -> Result<Response<pb::GetEventsResponse>, Status> {
         let limit = request.get_ref().limit;
-        Ok(Response::new(convert::events(&self.handle.snapshot(), limit)))
+        Ok(Response::new(convert::events(
+            &self.handle.snapshot(),
+            limit,
+        )))
     }
 
     async fn restart(

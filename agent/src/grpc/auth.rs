@@ -70,13 +70,21 @@ mod tests {
 
     #[test]
     fn local_needs_nothing() {
-        assert!(Access::Local.authorize_mutation(&MetadataMap::new()).is_ok());
+        assert!(
+            Access::Local
+                .authorize_mutation(&MetadataMap::new())
+                .is_ok()
+        );
     }
 
     #[test]
     fn no_configured_token_refuses_everyone() {
         let access = Access::Token(None);
-        for m in [MetadataMap::new(), with_auth("Bearer "), with_auth("Bearer x")] {
+        for m in [
+            MetadataMap::new(),
+            with_auth("Bearer "),
+            with_auth("Bearer x"),
+        ] {
             let e = access.authorize_mutation(&m).unwrap_err();
             assert_eq!(e.code(), Code::PermissionDenied);
             assert!(e.message().contains("grpc.token"), "{}", e.message());
@@ -86,8 +94,18 @@ mod tests {
     #[test]
     fn token_must_match_exactly() {
         let access = Access::Token(Some("s3cret".into()));
-        assert!(access.authorize_mutation(&with_auth("Bearer s3cret")).is_ok());
-        for bad in ["Bearer s3cre", "Bearer s3cret2", "bearer s3cret", "s3cret", "Bearer  s3cret"] {
+        assert!(
+            access
+                .authorize_mutation(&with_auth("Bearer s3cret"))
+                .is_ok()
+        );
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "bearer s3cret",
+            "s3cret",
+            "Bearer  s3cret",
+        ] {
             let e = access.authorize_mutation(&with_auth(bad)).unwrap_err();
             assert_eq!(e.code(), Code::Unauthenticated, "{bad}");
         }

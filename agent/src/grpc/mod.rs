@@ -63,7 +63,13 @@ pub async fn serve_tcp(
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    serve(tcp_incoming(listener), handle, Access::Token(token), shutdown).await
+    serve(
+        tcp_incoming(listener),
+        handle,
+        Access::Token(token),
+        shutdown,
+    )
+    .await
 }
 
 async fn serve<I, IO>(

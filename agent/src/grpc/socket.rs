@@ -22,20 +22,20 @@ pub const SOCKET_MODE: u32 = 0o660;
 pub fn bind_unix(path: &Path, group: Option<&str>) -> io::Result<UnixListener> {
     let gid = group.map(lookup_group).transpose()?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| with_path(e, "cannot create", parent))?;
+        std::fs::create_dir_all(parent).map_err(|e| with_path(&e, "cannot create", parent))?;
     }
     remove_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|e| with_path(e, "cannot bind", path))?;
+    let listener = UnixListener::bind(path).map_err(|e| with_path(&e, "cannot bind", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(|e| with_path(e, "cannot set the mode of", path))?;
+        .map_err(|e| with_path(&e, "cannot set the mode of", path))?;
     if let Some(gid) = gid {
         std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|e| with_path(e, &format!("cannot give group {gid}"), path))?;
+            .map_err(|e| with_path(&e, &format!("cannot give group {gid}"), path))?;
     }
     Ok(listener)
 }
 
-fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+fn with_path(e: &io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
@@ -44,7 +44,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(with_path(e, "cannot inspect", path)),
+        Err(e) => return Err(with_path(&e, "cannot inspect", path)),
     };
     if !meta.file_type().is_socket() {
         return Err(io::Error::new(
@@ -58,14 +58,14 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             format!("{} is in use by a running process", path.display()),
         ));
     }
-    std::fs::remove_file(path).map_err(|e| with_path(e, "cannot remove the stale socket", path))
+    std::fs::remove_file(path).map_err(|e| with_path(&e, "cannot remove the stale socket", path))
 }
 
 /// The gid of a group named in [`GROUP_FILE`], or of a numeric gid; an unknown name is an error
 /// that names it.
 pub fn lookup_group(name: &str) -> io::Result<u32> {
     let text = std::fs::read_to_string(GROUP_FILE)
-        .map_err(|e| with_path(e, "cannot read", Path::new(GROUP_FILE)))?;
+        .map_err(|e| with_path(&e, "cannot read", Path::new(GROUP_FILE)))?;
     parse_group_gid(&text, name)
         .or_else(|| name.parse().ok())
         .ok_or_else(|| {
@@ -144,18 +144,34 @@ mod tests {
         // As root, pick another group than our own, so that the change is visible.
         let pick = |want_other: bool| {
             groups.lines().find(|l| {
-                gid_of(l).is_some_and(|g| if want_other { g != own.gid() } else { g == own.gid() })
+                gid_of(l).is_some_and(|g| {
+                    if want_other {
+                        g != own.gid()
+                    } else {
+                        g == own.gid()
+                    }
+                })
             })
         };
-        let line = if own.uid() == 0 { pick(true) } else { pick(false) }
-            .expect("a usable group in /etc/group");
+        let line = if own.uid() == 0 {
+            pick(true)
+        } else {
+            pick(false)
+        }
+        .expect("a usable group in /etc/group");
         let name = line.split(':').next().unwrap();
         let path = dir.path().join("agent.sock");
         let _listener = bind_unix(&path, Some(name)).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().gid(), gid_of(line).unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().gid(),
+            gid_of(line).unwrap()
+        );
 
-        let e = bind_unix(&dir.path().join("other.sock"), Some("no-such-group-cryptobot"))
-            .unwrap_err();
+        let e = bind_unix(
+            &dir.path().join("other.sock"),
+            Some("no-such-group-cryptobot"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no-such-group-cryptobot"), "{e}");
     }
 
@@ -164,7 +180,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(path.exists(), "a dropped listener leaves its socket file behind");
+        assert!(
+            path.exists(),
+            "a dropped listener leaves its socket file behind"
+        );
         let listener = bind_unix(&path, None).unwrap();
 
         let e = bind_unix(&path, None).unwrap_err();
