@@ -33,3 +33,12 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs) first" >&2; exit 1
 fi
+
+# A real gRPC health client for the agent's tests: Python's grpcio and grpcio-health-checking.
+if ! python3 -c 'import grpc, grpc_health.v1.health_pb2' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 \
+    || { apt-get update -qq \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip; }
+  python3 -m pip install --quiet grpcio grpcio-health-checking 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages grpcio grpcio-health-checking
+fi

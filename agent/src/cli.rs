@@ -3,7 +3,7 @@
 //! The original monitor's flags keep working without a subcommand: `--json` and `--check` run a
 //! one-shot check (`--check` does nothing else, as before).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -31,6 +31,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// The running agent's unix socket, for status, restart, pause, resume and reset-backoff
+    /// [default: grpc.socket of the configuration]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -50,6 +55,50 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the running agent's report, restart backoff, pause and recent events; exit with the
+    /// status like `check` (3 when the agent cannot be reached).
+    Status(StatusArgs),
+    /// Ask the running agent to restart the worker (exit 0 restarted, 1 deferred or refused, 2
+    /// failed).
+    Restart(RestartArgs),
+    /// Suspend the running agent's restarts (and alerts), for a while or until `resume`.
+    Pause(PauseArgs),
+    /// End a pause.
+    Resume,
+    /// Forget the restart backoff: the next restart waits only the initial delay.
+    ResetBackoff,
+}
+
+/// Options of `status`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StatusArgs {
+    /// Print the agent's report as JSON, exactly as the agent made it.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `restart`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RestartArgs {
+    /// Restart now even if the restart backoff says to wait.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Options of `pause`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PauseArgs {
+    /// How long, e.g. `30m` or `1h 30m` [default: until `resume`]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a pause must last longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (examples: 30m, 1h, 1h 30m)")),
+    }
 }
 
 /// Options of `check`.
@@ -97,6 +146,30 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn local_commands_parse() {
+        let cli =
+            Cli::try_parse_from(["cryptobot-agent", "pause", "--for", "1h", "--socket", "/s"])
+                .unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+        match cli.command {
+            Some(Command::Pause(args)) => {
+                assert_eq!(args.duration, Some(Duration::from_secs(3600)));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["soon", "0s"] {
+            assert!(Cli::try_parse_from(["cryptobot-agent", "pause", "--for", bad]).is_err());
+        }
+        let cli = Cli::try_parse_from(["cryptobot-agent", "restart", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Restart(RestartArgs { force: true }))
+        ));
+        let cli = Cli::try_parse_from(["cryptobot-agent", "reset-backoff"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::ResetBackoff)));
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! Layout: [`checks`] hold one file per check (probe + pure assessment); [`evaluate`] is the pure
 //! decision core; [`report`] is the health model every interface shows; [`systemd`] is the only
 //! module that talks D-Bus; [`state`] owns the atomic state files; [`config`] parses then validates;
-//! [`commands`] has one file per subcommand; [`http`] is the HTTP front end of the daemon.
+//! [`commands`] has one file per subcommand; [`http`] is the HTTP front end of the daemon, [`grpc`]
+//! serves the gRPC API and [`client`] is how the local commands reach it.
 
 pub mod checks;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;
 pub mod http;
+pub mod grpc;
 pub mod logging;
 pub mod report;
 pub mod restart;
