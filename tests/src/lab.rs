@@ -209,6 +209,8 @@ pub struct Vm {
     pub netns: String,
     /// The lab's switch namespace, from which every VM is reachable.
     pub switch_netns: String,
+    /// The VM's `/run`, visible from the host (unix sockets in it can be connected to from here).
+    pub run_dir: PathBuf,
     lab_dir: PathBuf,
 }
 
@@ -225,6 +227,7 @@ impl Vm {
             ip: get("LAB_IP"),
             netns: get("LAB_NETNS"),
             switch_netns: get("LAB_SWITCH_NETNS"),
+            run_dir: PathBuf::from(get("LAB_RUN")),
             lab_dir: lab_dir.to_owned(),
         }
     }

@@ -6,11 +6,11 @@
 
 mod check;
 mod config;
-mod run;
 mod pause;
 mod reset_backoff;
 mod restart;
 mod resume;
+mod run;
 mod status;
 
 use std::{path::PathBuf, process::ExitCode};

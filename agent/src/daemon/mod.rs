@@ -38,6 +38,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         None => None,
     };
+    let unix_listener =
+        crate::grpc::bind_unix(&config.grpc.socket, config.grpc.socket_group.as_deref())
+            .with_context(|| format!("cannot listen on {}", config.grpc.socket.display()))?;
+    let tcp_listener = match config.grpc.tcp_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for gRPC on {addr}"))?,
+        ),
+        None => None,
+    };
     let supervisor = supervisor::Supervisor::start(config.clone()).await;
     let handle = supervisor.handle();
     let frontends = shutdown.child_token();
@@ -48,6 +59,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             (
                 "http",
                 crate::http::serve(listener, h, c, t)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    {
+        let (h, t) = (handle.clone(), frontends.clone());
+        tasks.spawn(async move {
+            (
+                "grpc (unix)",
+                crate::grpc::serve_unix(unix_listener, h, t)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    if let Some(listener) = tcp_listener {
+        let (h, k, t) = (handle.clone(), config.grpc.token.clone(), frontends.clone());
+        tasks.spawn(async move {
+            (
+                "grpc (tcp)",
+                crate::grpc::serve_tcp(listener, h, k, t)
                     .await
                     .map_err(Into::into),
             )
