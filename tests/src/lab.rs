@@ -325,6 +325,15 @@ impl Vm {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits until the unit's journal contains `needle` (journald stores lines asynchronously).
+    pub fn wait_journal(&self, unit: &str, needle: &str, timeout: Duration) {
+        crate::wait_until(
+            &format!("{needle:?} in the journal of {unit}"),
+            timeout,
+            || self.journal(unit).contains(needle),
+        );
+    }
+
     /// An ssh command to this VM as root (the lab must have been started with ssh on). Add the
     /// remote command with `.arg()`.
     pub fn ssh(&self) -> Command {

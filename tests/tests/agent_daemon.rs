@@ -214,10 +214,11 @@ fn corrupt_state_is_moved_aside_and_reported() {
             .unwrap(),
         b"{\"restart_count\": 3, \"backoff"
     );
-    let journal = vm.journal(AGENT_UNIT);
+    vm.wait_journal(AGENT_UNIT, "restart state reset", Duration::from_secs(5));
     assert!(
-        journal.contains("restart state reset") && journal.contains("corrupt"),
-        "{journal}"
+        vm.journal(AGENT_UNIT).contains("corrupt"),
+        "{}",
+        vm.journal(AGENT_UNIT)
     );
     // and the agent works from a fresh state
     worker_without_restart(vm);
@@ -258,7 +259,7 @@ fn sigterm_stops_the_agent_cleanly_and_quickly() {
         started.elapsed()
     );
     assert_eq!(vm.unit_property(AGENT_UNIT, "Result"), "success");
-    assert!(vm.journal(AGENT_UNIT).contains("Agent stopped."));
+    vm.wait_journal(AGENT_UNIT, "Agent stopped.", Duration::from_secs(5));
 }
 
 #[test]
@@ -276,10 +277,10 @@ fn a_hung_worker_is_restarted() {
     vm.write_file("/run/fake-worker/hang", "");
     wait_worker_back(vm, &pid, Duration::from_secs(20));
     std::fs::remove_file(vm.host_path("/run/fake-worker/hang")).unwrap();
-    let journal = vm.journal(AGENT_UNIT);
-    assert!(
-        journal.contains("reason=worker hung (heartbeat "),
-        "{journal}"
+    vm.wait_journal(
+        AGENT_UNIT,
+        "reason=worker hung (heartbeat ",
+        Duration::from_secs(5),
     );
 }
 

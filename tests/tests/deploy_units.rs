@@ -77,9 +77,7 @@ fn the_agent_runs_as_its_own_user_and_may_restart_only_the_worker() {
     // the agent brings a crashed worker back through polkit, as its own user
     let worker = kill_worker(vm);
     wait_worker_back(vm, &worker, Duration::from_secs(8));
-    cryptobot_tests::wait_until("the agent to verify its restart", Duration::from_secs(5), || {
-        vm.journal(AGENT_UNIT).contains("Worker restarted.")
-    });
+    vm.wait_journal(AGENT_UNIT, "Worker restarted.", Duration::from_secs(5));
     // the same user may restart the worker by hand, but no other unit
     assert!(
         busctl_as_agent(vm, "RestartUnit", "faucet_worker.service")
