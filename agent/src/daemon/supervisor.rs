@@ -412,6 +412,9 @@ impl Supervisor {
         let Some(flight) = self.in_flight.take() else {
             return;
         };
+        // A new down period (a crash after this restart, or this restart's failure) counts from
+        // now, not from the crash this restart answered.
+        self.backoff.down_since = None;
         if done.ok {
             tracing::info!(message = "Worker restarted.");
         } else {
