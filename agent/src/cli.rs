@@ -50,6 +50,17 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Alerting tools.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+/// `alert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test notification (and one telemetry item) through every configured sink and say
+    /// per sink whether it was delivered; exits non-zero if any failed.
+    Test,
 }
 
 /// Options of `check`.
@@ -67,6 +78,10 @@ pub struct CheckArgs {
     /// Restart the worker if it is down (or hung) and its backoff allows (the daemon always does).
     #[arg(long)]
     pub restart: bool,
+    /// Send notifications and telemetry through the configured sinks (with the daemon's dedup and
+    /// reminder state), waiting a bounded time for delivery.
+    #[arg(long)]
+    pub alert: bool,
 }
 
 /// `config` subcommands.

@@ -3,8 +3,9 @@
 //! Layout: [`checks`] hold one file per check (probe + pure assessment); [`evaluate`] is the pure
 //! decision core; [`report`] is the health model every interface shows; [`systemd`] is the only
 //! module that talks D-Bus; [`state`] owns the atomic state files; [`config`] parses then validates;
-//! [`commands`] has one file per subcommand.
+//! [`commands`] has one file per subcommand; [`alerts`] sends notifications and telemetry.
 
+pub mod alerts;
 pub mod checks;
 pub mod cli;
 pub mod commands;

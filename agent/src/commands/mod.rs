@@ -1,5 +1,6 @@
 //! One file per subcommand; [`run`] is the dispatch.
 
+mod alert;
 mod check;
 mod config;
 mod run;
@@ -7,7 +8,7 @@ mod run;
 use std::process::ExitCode;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{AlertCommand, Cli, Command, ConfigCommand},
     config::Config,
 };
 
@@ -24,6 +25,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Check(args)) => check::run(&Config::load(&path, explicit)?, args).await,
         Some(Command::Run) => run::run(Config::load(&path, explicit)?).await,
+        Some(Command::Alert(AlertCommand::Test)) => {
+            alert::test(&Config::load(&path, explicit)?).await
+        }
         None if cli.legacy.daemon => run::run(Config::load(&path, explicit)?).await,
         None => check::run(&Config::load(&path, explicit)?, &cli.legacy).await,
     }
