@@ -29,3 +29,8 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs) first" >&2; exit 1
 fi
+
+# The alerting tests run a real SMTP server (aiosmtpd) from Python.
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi

@@ -1411,6 +1411,152 @@ mod tests {
 }
 
 #[cfg(test)]
+mod alerts_section {
+    use super::*;
+
+    const HOOK: &str = "https://hooks.slack.com/services/T000/B000/planted-webhook-secret";
+    const CONN: &str = "InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/";
+
+    fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        Config::parse_with_env(text, Path::new("agent.toml"), &env)
+    }
+
+    #[test]
+    fn original_environment_variables_configure_the_sinks() {
+        let c = with_env(
+            "",
+            &[
+                ("ALERT_WEBHOOK_URL", HOOK),
+                ("ALERT_EMAIL", "ops@example.com, dev@example.com"),
+                ("SMTP_USER", "bot@example.com"),
+                ("SMTP_PASSWORD", "planted-smtp-secret"),
+                ("SMTP_PORT", "465"),
+                ("APPLICATIONINSIGHTS_CONNECTION_STRING", CONN),
+            ],
+        )
+        .unwrap();
+        let a = &c.alerts;
+        assert_eq!(a.webhooks.len(), 1);
+        assert_eq!(a.webhooks[0].kind, WebhookKind::Slack);
+        assert_eq!(a.webhooks[0].host, "hooks.slack.com");
+        let e = a.email.as_ref().unwrap();
+        assert_eq!(e.to, ["ops@example.com", "dev@example.com"]);
+        assert_eq!(e.host, "smtp.gmail.com");
+        assert_eq!(e.port, 465);
+        assert_eq!(e.tls, SmtpTls::Implicit);
+        assert_eq!(e.from, "bot@example.com");
+        let ai = a.appinsights.as_ref().unwrap();
+        assert_eq!(
+            ai.connection.ingestion_endpoint,
+            "https://westeurope-5.in.applicationinsights.azure.com"
+        );
+        assert_eq!(ai.interval, c.daemon.interval);
+        let debug = format!("{c:?}");
+        for secret in [
+            "planted-webhook-secret",
+            "planted-smtp-secret",
+            "11111111-2222",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in Debug output");
+        }
+    }
+
+    #[test]
+    fn the_older_webhook_variable_wins_as_before_and_the_file_wins_over_both() {
+        let c = with_env(
+            "",
+            &[
+                ("ALERT_WEBHOOK_URL", "https://discord.com/api/webhooks/1/x"),
+                ("CRYPTOBOT_ALERT_WEBHOOK", HOOK),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.webhooks[0].host, "hooks.slack.com");
+        let c = with_env(
+            "",
+            &[("ALERT_WEBHOOK_URL", "https://discord.com/api/webhooks/1/x")],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.webhooks[0].kind, WebhookKind::Discord);
+        let c = with_env(
+            "[[alerts.webhook]]\nkind = \"teams\"\nurl = \"https://x.webhook.office.com/a\"\n[[alerts.webhook]]\nkind = \"teams\"\nurl = \"https://y.webhook.office.com/b\"\n",
+            &[("ALERT_WEBHOOK_URL", HOOK)],
+        )
+        .unwrap();
+        let names: Vec<&str> = c.alerts.webhooks.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["teams", "teams-2"]);
+        let c = with_env(
+            "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"relay.local\"\nport = 25\ntls = \"none\"\n",
+            &[("SMTP_HOST", "ignored.example.com")],
+        )
+        .unwrap();
+        let e = c.alerts.email.unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("relay.local", 25, SmtpTls::None)
+        );
+        assert!(e.user.is_none());
+    }
+
+    #[test]
+    fn bad_alert_values_are_named_without_echoing_secrets() {
+        let cases = [
+            (
+                "[[alerts.webhook]]\nkind = \"irc\"\nurl = \"https://a.b/c\"\n",
+                "alerts.webhook[0].kind",
+            ),
+            (
+                "[[alerts.webhook]]\nkind = \"slack\"\n",
+                "alerts.webhook[0].url",
+            ),
+            (
+                "[[alerts.webhook]]\nurl = \"ftp://planted-webhook-secret@a.b/\"\n",
+                "alerts.webhook[0].url",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\n",
+                "alerts.email.host",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"h\"\ntls = \"ssl\"\n",
+                "alerts.email.tls",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"h\"\npassword = \"planted-smtp-secret\"\n",
+                "alerts.email.user",
+            ),
+            (
+                "[alerts.appinsights]\nconnection_string = \"InstrumentationKey=planted-ikey-secret;Broken\"\n",
+                "alerts.appinsights.connection_string",
+            ),
+            (
+                "[alerts.appinsights]\nconnection_string = \"InstrumentationKey=k\"\nmax_age = \"3d\"\n",
+                "alerts.appinsights.max_age",
+            ),
+            (
+                "[alerts]\nflapping_changes = 1\n",
+                "alerts.flapping_changes",
+            ),
+            ("[alerts]\nretry_max = \"1s\"\n", "alerts.retry_max"),
+        ];
+        for (text, key) in cases {
+            let e = with_env(text, &[]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { key: k, .. } if k == key),
+                "{text}: {e}"
+            );
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("planted"), "{shown}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod shipped_file {
     use super::*;
 

@@ -290,7 +290,19 @@ impl TrackClient {
             .await
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        classify(status, parsed.as_ref(), items.len(), &self.host)
+        // The service's messages are shown in the status: make sure they cannot carry the key.
+        match classify(status, parsed.as_ref(), items.len(), &self.host) {
+            BatchOutcome::Partial { retry, rejected } => BatchOutcome::Partial {
+                retry,
+                rejected: rejected
+                    .into_iter()
+                    .map(|(i, m)| (i, self.ikey.scrub(&m)))
+                    .collect(),
+            },
+            BatchOutcome::Retry(m) => BatchOutcome::Retry(self.ikey.scrub(&m)),
+            BatchOutcome::Rejected(m) => BatchOutcome::Rejected(self.ikey.scrub(&m)),
+            BatchOutcome::Accepted => BatchOutcome::Accepted,
+        }
     }
 }
 
