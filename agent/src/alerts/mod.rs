@@ -131,7 +131,12 @@ impl Alerter {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let outbox_dir = state_dir.join(OUTBOX_DIR);
-        let enabled = config.enabled;
+        // Without a sink there is nobody to tell: the policy does not run (and keeps no state), so
+        // a sink added later hears about what is wrong at that time.
+        let enabled = config.enabled
+            && (!config.webhooks.is_empty()
+                || config.email.is_some()
+                || config.appinsights.is_some());
         let mut sinks = Vec::new();
         let mut telemetry = None;
         if enabled {
