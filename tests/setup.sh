@@ -42,3 +42,9 @@ if ! python3 -c 'import grpc, grpc_health.v1.health_pb2' 2>/dev/null; then
   python3 -m pip install --quiet grpcio grpcio-health-checking 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages grpcio grpcio-health-checking
 fi
+
+# The alerting tests run a real SMTP server (aiosmtpd) from Python.
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+  python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi

@@ -67,6 +67,9 @@ pub enum Command {
     Resume,
     /// Forget the restart backoff: the next restart waits only the initial delay.
     ResetBackoff,
+    /// Alerting tools.
+    #[command(subcommand)]
+    Alert(AlertCommand),
 }
 
 /// Options of `status`.
@@ -101,6 +104,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `alert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test notification (and one telemetry item) through every configured sink and say
+    /// per sink whether it was delivered; exits non-zero if any failed.
+    Test,
+}
+
 /// Options of `check`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CheckArgs {
@@ -116,6 +127,10 @@ pub struct CheckArgs {
     /// Restart the worker if it is down (or hung) and its backoff allows (the daemon always does).
     #[arg(long)]
     pub restart: bool,
+    /// Send notifications and telemetry through the configured sinks (with the daemon's dedup and
+    /// reminder state), waiting a bounded time for delivery.
+    #[arg(long)]
+    pub alert: bool,
 }
 
 /// `config` subcommands.

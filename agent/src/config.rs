@@ -10,6 +10,10 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::alerts::{
+    connection_string::ConnectionString, policy::PolicyConfig, queue::Backoff, secret::Secret,
+};
+
 /// Where the agent looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cryptobot/agent.toml";
 
@@ -75,6 +79,64 @@ pub struct RawConfig {
     pub restart: Option<RawRestart>,
     pub http: Option<RawHttp>,
     pub grpc: Option<RawGrpc>,
+    pub alerts: Option<RawAlerts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAlerts {
+    pub enabled: Option<bool>,
+    pub repeat_interval: Option<HumanDuration>,
+    pub flapping_changes: Option<u32>,
+    pub flapping_window: Option<HumanDuration>,
+    pub flapping_stable_after: Option<HumanDuration>,
+    pub queue_size: Option<usize>,
+    pub max_age: Option<HumanDuration>,
+    pub retry_initial: Option<HumanDuration>,
+    pub retry_max: Option<HumanDuration>,
+    pub check_wait: Option<HumanDuration>,
+    pub webhook: Option<Vec<RawWebhook>>,
+    pub email: Option<RawEmail>,
+    pub appinsights: Option<RawAppInsights>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawWebhook {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawEmail {
+    pub to: Option<Vec<String>>,
+    pub from: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAppInsights {
+    pub connection_string: Option<String>,
+    pub interval: Option<HumanDuration>,
+    pub batch_size: Option<usize>,
+    pub queue_size: Option<usize>,
+    pub max_age: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub retry_initial: Option<HumanDuration>,
+    pub retry_max: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +277,144 @@ pub struct Config {
     pub http: HttpConfig,
     /// gRPC endpoints.
     pub grpc: GrpcConfig,
+    /// Notifications and telemetry.
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: policy, delivery and the sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Master switch (telemetry included).
+    pub enabled: bool,
+    /// When to notify.
+    pub policy: PolicyConfig,
+    /// Most undelivered notifications kept per sink (the oldest go first).
+    pub queue_size: usize,
+    /// Undelivered notifications older than this are dropped.
+    pub max_age: Duration,
+    /// Retry backoff of the notification sinks.
+    pub retry: Backoff,
+    /// How long `check --alert` waits for delivery before it exits.
+    pub check_wait: Duration,
+    /// Chat and HTTP webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Email over SMTP.
+    pub email: Option<EmailConfig>,
+    /// Azure Application Insights.
+    pub appinsights: Option<AppInsightsConfig>,
+}
+
+/// The payload format of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// Slack incoming webhook (attachments).
+    Slack,
+    /// Discord webhook (embeds).
+    Discord,
+    /// Microsoft Teams (Adaptive Card in a message).
+    Teams,
+    /// The full report JSON plus the notification.
+    Generic,
+}
+
+impl WebhookKind {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::Slack => "slack",
+            WebhookKind::Discord => "discord",
+            WebhookKind::Teams => "teams",
+            WebhookKind::Generic => "generic",
+        }
+    }
+
+    fn parse(text: &str) -> Option<WebhookKind> {
+        [
+            WebhookKind::Slack,
+            WebhookKind::Discord,
+            WebhookKind::Teams,
+            WebhookKind::Generic,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// One webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// Unique name (status output, outbox file).
+    pub name: String,
+    /// Payload format.
+    pub kind: WebhookKind,
+    /// The URL (a secret: it carries the token).
+    pub url: Secret,
+    /// The URL's host, the only part ever shown.
+    pub host: String,
+    /// Per-request timeout (connect included).
+    pub timeout: Duration,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS (local relays only).
+    None,
+}
+
+impl SmtpTls {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Implicit => "implicit",
+            SmtpTls::None => "none",
+        }
+    }
+}
+
+/// Email over SMTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailConfig {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Sender.
+    pub from: String,
+    /// SMTP server.
+    pub host: String,
+    /// SMTP port.
+    pub port: u16,
+    /// Connection protection.
+    pub tls: SmtpTls,
+    /// Login (with `password`), if set.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Connect and I/O timeout.
+    pub timeout: Duration,
+}
+
+/// Azure Application Insights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppInsightsConfig {
+    /// Parsed connection string.
+    pub connection: ConnectionString,
+    /// Metrics and availability are sent at most this often.
+    pub interval: Duration,
+    /// Most envelopes per request.
+    pub batch_size: usize,
+    /// Most envelopes queued (the oldest go first).
+    pub queue_size: usize,
+    /// Envelopes older than this are dropped (the service refuses items older than 48 h).
+    pub max_age: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retry backoff.
+    pub retry: Backoff,
 }
 
 /// `cryptobot-agent run` loop settings.
@@ -367,17 +567,82 @@ impl Default for Config {
                 tcp_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 50051))),
                 token: None,
             },
+            alerts: AlertsConfig::default(),
         }
     }
 }
 
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            policy: PolicyConfig::default(),
+            queue_size: 100,
+            max_age: Duration::from_secs(24 * 3600),
+            retry: Backoff {
+                initial: Duration::from_secs(5),
+                max: Duration::from_secs(300),
+            },
+            check_wait: Duration::from_secs(20),
+            webhooks: Vec::new(),
+            email: None,
+            appinsights: None,
+        }
+    }
+}
+
+/// Defaults of a sink section that is present.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+const AI_BATCH: usize = 100;
+const AI_QUEUE: usize = 2000;
+const AI_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+const AI_TIMEOUT: Duration = Duration::from_secs(10);
+const AI_RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(300),
+};
+
+/// The environment variables the original monitor read, consulted when the file does not set
+/// the value.
+pub mod env {
+    /// Application Insights connection string.
+    pub const CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
+    /// Webhook URL (the original read this one first).
+    pub const WEBHOOK_OLD: &str = "CRYPTOBOT_ALERT_WEBHOOK";
+    /// Webhook URL.
+    pub const WEBHOOK: &str = "ALERT_WEBHOOK_URL";
+    /// Email recipient(s), comma-separated.
+    pub const EMAIL: &str = "ALERT_EMAIL";
+    /// SMTP server.
+    pub const SMTP_HOST: &str = "SMTP_HOST";
+    /// SMTP port.
+    pub const SMTP_PORT: &str = "SMTP_PORT";
+    /// SMTP login.
+    pub const SMTP_USER: &str = "SMTP_USER";
+    /// SMTP password.
+    pub const SMTP_PASSWORD: &str = "SMTP_PASSWORD";
+}
+
+/// The process environment (empty values count as unset).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl Config {
     /// Loads `path`. When `explicit` is false and the file does not exist, the defaults are used.
+    /// The original's environment variables fill in alert settings the file leaves unset.
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, path),
+            Ok(text) => Config::parse_with_env(&text, path, &process_env),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                Ok(Config::default())
+                Config::from_raw_with_env(RawConfig::default(), &process_env).map_err(
+                    |(key, message)| ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key,
+                        message,
+                    },
+                )
             }
             Err(source) => Err(ConfigError::Read {
                 path: path.to_owned(),
@@ -388,11 +653,20 @@ impl Config {
 
     /// Parses and validates the text of a configuration file; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, path, &|_| None)
+    }
+
+    /// Like [`Config::parse`], with `env` giving the environment variables of [`env`].
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Config::from_raw(raw).map_err(|(key, message)| ConfigError::Invalid {
+        Config::from_raw_with_env(raw, env).map_err(|(key, message)| ConfigError::Invalid {
             path: path.to_owned(),
             key,
             message,
@@ -401,6 +675,14 @@ impl Config {
 
     /// Fills defaults in and validates; an error names the key and says what is wrong.
     pub fn from_raw(raw: RawConfig) -> Result<Config, (String, String)> {
+        Config::from_raw_with_env(raw, &|_| None)
+    }
+
+    /// Like [`Config::from_raw`], with `env` giving the environment variables of [`env`].
+    pub fn from_raw_with_env(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, (String, String)> {
         let d = Config::default();
         let invalid = |key: &str, message: String| Err((key.to_owned(), message));
 
@@ -549,6 +831,8 @@ impl Config {
         let state_dir = raw.state.and_then(|s| s.dir).unwrap_or(d.state_dir);
         absolute("state.dir", &state_dir)?;
 
+        let alerts = alerts_from_raw(raw.alerts.unwrap_or_default(), env, daemon.interval)?;
+
         Ok(Config {
             unit,
             app_dir,
@@ -564,7 +848,317 @@ impl Config {
             restart,
             http,
             grpc,
+            alerts,
         })
+    }
+}
+
+fn alerts_from_raw(
+    raw: RawAlerts,
+    env: &dyn Fn(&str) -> Option<String>,
+    interval: Duration,
+) -> Result<AlertsConfig, (String, String)> {
+    let d = AlertsConfig::default();
+    let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+    let policy = PolicyConfig {
+        repeat_interval: positive(
+            "alerts.repeat_interval",
+            raw.repeat_interval,
+            d.policy.repeat_interval,
+        )?,
+        flapping_changes: raw.flapping_changes.unwrap_or(d.policy.flapping_changes),
+        flapping_window: positive(
+            "alerts.flapping_window",
+            raw.flapping_window,
+            d.policy.flapping_window,
+        )?,
+        flapping_stable_after: positive(
+            "alerts.flapping_stable_after",
+            raw.flapping_stable_after,
+            d.policy.flapping_stable_after,
+        )?,
+    };
+    if policy.flapping_changes < 2 {
+        return invalid("alerts.flapping_changes", "must be at least 2");
+    }
+    let queue_size = raw.queue_size.unwrap_or(d.queue_size);
+    if queue_size == 0 {
+        return invalid("alerts.queue_size", "must be at least 1");
+    }
+    let retry = Backoff {
+        initial: positive("alerts.retry_initial", raw.retry_initial, d.retry.initial)?,
+        max: positive("alerts.retry_max", raw.retry_max, d.retry.max)?,
+    };
+    if retry.max < retry.initial {
+        return invalid("alerts.retry_max", "is shorter than alerts.retry_initial");
+    }
+
+    let mut webhooks = Vec::new();
+    match raw.webhook {
+        Some(list) => {
+            for (i, w) in list.into_iter().enumerate() {
+                let key = |k: &str| format!("alerts.webhook[{i}].{k}");
+                let kind_text = w.kind.unwrap_or_else(|| "generic".into());
+                let Some(kind) = WebhookKind::parse(&kind_text) else {
+                    return Err((
+                        key("kind"),
+                        format!("{kind_text:?} is not slack, discord, teams or generic"),
+                    ));
+                };
+                let Some(url) = w.url.filter(|u| !u.trim().is_empty()) else {
+                    return Err((key("url"), "is required".into()));
+                };
+                let host = webhook_host(&url).map_err(|m| (key("url"), m))?;
+                let timeout = positive(&key("timeout"), w.timeout, WEBHOOK_TIMEOUT)?;
+                let name = w.name.unwrap_or_else(|| kind.as_str().to_owned());
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err((key("name"), "must be letters, digits, - _ .".into()));
+                }
+                webhooks.push(WebhookConfig {
+                    name,
+                    kind,
+                    url: Secret::new(url.trim()),
+                    host,
+                    timeout,
+                });
+            }
+        }
+        None => {
+            let url = env(env::WEBHOOK_OLD).or_else(|| env(env::WEBHOOK));
+            if let Some(url) = url {
+                let host = webhook_host(&url).map_err(|m| {
+                    (
+                        format!("{} (environment)", env::WEBHOOK),
+                        format!(
+                            "{m} (the original variable names: {} or {})",
+                            env::WEBHOOK,
+                            env::WEBHOOK_OLD
+                        ),
+                    )
+                })?;
+                let kind = guess_webhook_kind(&host);
+                webhooks.push(WebhookConfig {
+                    name: kind.as_str().to_owned(),
+                    kind,
+                    url: Secret::new(url.trim()),
+                    host,
+                    timeout: WEBHOOK_TIMEOUT,
+                });
+            }
+        }
+    }
+    // Unique names: the second `slack` becomes `slack-2`, and so on.
+    for i in 1..webhooks.len() {
+        let base = webhooks[i].name.clone();
+        let mut n = 2;
+        while webhooks[..i].iter().any(|w| w.name == webhooks[i].name) {
+            webhooks[i].name = format!("{base}-{n}");
+            n += 1;
+        }
+    }
+
+    let email = email_from_raw(raw.email, env)?;
+
+    let ai = raw.appinsights.unwrap_or_default();
+    let conn_text = ai
+        .connection_string
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| env(env::CONNECTION_STRING));
+    let appinsights = match conn_text {
+        None => None,
+        Some(text) => {
+            let connection = ConnectionString::parse(&text).map_err(|e| {
+                (
+                    "alerts.appinsights.connection_string".to_owned(),
+                    e.to_string(),
+                )
+            })?;
+            let cfg = AppInsightsConfig {
+                connection,
+                interval: positive("alerts.appinsights.interval", ai.interval, interval)?,
+                batch_size: ai.batch_size.unwrap_or(AI_BATCH),
+                queue_size: ai.queue_size.unwrap_or(AI_QUEUE),
+                max_age: positive("alerts.appinsights.max_age", ai.max_age, AI_MAX_AGE)?,
+                timeout: positive("alerts.appinsights.timeout", ai.timeout, AI_TIMEOUT)?,
+                retry: Backoff {
+                    initial: positive(
+                        "alerts.appinsights.retry_initial",
+                        ai.retry_initial,
+                        AI_RETRY.initial,
+                    )?,
+                    max: positive("alerts.appinsights.retry_max", ai.retry_max, AI_RETRY.max)?,
+                },
+            };
+            if cfg.batch_size == 0 || cfg.batch_size > 1000 {
+                return invalid("alerts.appinsights.batch_size", "must be 1 to 1000");
+            }
+            if cfg.queue_size < cfg.batch_size {
+                return invalid(
+                    "alerts.appinsights.queue_size",
+                    "is smaller than alerts.appinsights.batch_size",
+                );
+            }
+            if cfg.max_age > AI_MAX_AGE {
+                return invalid(
+                    "alerts.appinsights.max_age",
+                    "the service refuses items older than 48h",
+                );
+            }
+            Some(cfg)
+        }
+    };
+
+    Ok(AlertsConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        policy,
+        queue_size,
+        max_age: positive("alerts.max_age", raw.max_age, d.max_age)?,
+        retry,
+        check_wait: positive("alerts.check_wait", raw.check_wait, d.check_wait)?,
+        webhooks,
+        email,
+        appinsights,
+    })
+}
+
+fn email_from_raw(
+    raw: Option<RawEmail>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<EmailConfig>, (String, String)> {
+    let from_file = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let to: Vec<String> = match raw.to {
+        Some(to) => to,
+        None => env(env::EMAIL)
+            .map(|t| {
+                t.split(',')
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if to.is_empty() {
+        if from_file {
+            return Err((
+                "alerts.email.to".into(),
+                "needs at least one address".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    for a in &to {
+        if !plausible_address(a) {
+            return Err(("alerts.email.to".into(), format!("{a:?} is not an address")));
+        }
+    }
+    let host = match raw.host.or_else(|| env(env::SMTP_HOST)) {
+        Some(h) => h,
+        // The original's default, kept for configurations made of environment variables only.
+        None if !from_file => "smtp.gmail.com".to_owned(),
+        None => return Err(("alerts.email.host".into(), "is required".into())),
+    };
+    let port = match raw.port {
+        Some(p) => p,
+        None => match env(env::SMTP_PORT) {
+            Some(p) => p.trim().parse().map_err(|_| {
+                (
+                    env::SMTP_PORT.to_owned(),
+                    format!("{p:?} is not a port number"),
+                )
+            })?,
+            None => 587,
+        },
+    };
+    let tls = match raw.tls.as_deref() {
+        None if port == 465 => SmtpTls::Implicit,
+        None | Some("starttls") => SmtpTls::Starttls,
+        Some("implicit") => SmtpTls::Implicit,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            return Err((
+                "alerts.email.tls".into(),
+                format!("{other:?} is not starttls, implicit or none"),
+            ));
+        }
+    };
+    let user = raw
+        .user
+        .or_else(|| env(env::SMTP_USER))
+        .filter(|u| !u.is_empty());
+    let password = raw
+        .password
+        .or_else(|| env(env::SMTP_PASSWORD))
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
+    if user.is_some() != password.is_some() {
+        return Err((
+            "alerts.email.user".into(),
+            "user and password go together".into(),
+        ));
+    }
+    let from = match raw.from {
+        Some(f) => f,
+        None => match &user {
+            Some(u) if plausible_address(u) => u.clone(),
+            _ => format!(
+                "cryptobot-agent@{}",
+                crate::report::AgentInfo::current().hostname
+            ),
+        },
+    };
+    if !plausible_address(&from) {
+        return Err((
+            "alerts.email.from".into(),
+            format!("{from:?} is not an address"),
+        ));
+    }
+    Ok(Some(EmailConfig {
+        to,
+        from,
+        host,
+        port,
+        tls,
+        user,
+        password,
+        timeout: positive("alerts.email.timeout", raw.timeout, SMTP_TIMEOUT)?,
+    }))
+}
+
+fn plausible_address(a: &str) -> bool {
+    let a = a.trim();
+    let addr = match (a.find('<'), a.rfind('>')) {
+        (Some(l), Some(r)) if l < r => &a[l + 1..r],
+        _ => a,
+    };
+    matches!(addr.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !addr.contains(char::is_whitespace))
+}
+
+/// The host of an http(s) URL; the message never contains the URL.
+fn webhook_host(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    parsed
+        .host_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "has no host".into())
+}
+
+/// The payload format for a URL given by the environment: the original always sent Slack's.
+fn guess_webhook_kind(host: &str) -> WebhookKind {
+    let h = host.to_ascii_lowercase();
+    if h == "discord.com" || h == "discordapp.com" || h.ends_with(".discord.com") {
+        WebhookKind::Discord
+    } else if h.ends_with(".webhook.office.com") || h.ends_with(".logic.azure.com") {
+        WebhookKind::Teams
+    } else {
+        WebhookKind::Slack
     }
 }
 
@@ -813,6 +1407,152 @@ mod tests {
             Config::load(p, true),
             Err(ConfigError::Read { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod alerts_section {
+    use super::*;
+
+    const HOOK: &str = "https://hooks.slack.com/services/T000/B000/planted-webhook-secret";
+    const CONN: &str = "InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/";
+
+    fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        Config::parse_with_env(text, Path::new("agent.toml"), &env)
+    }
+
+    #[test]
+    fn original_environment_variables_configure_the_sinks() {
+        let c = with_env(
+            "",
+            &[
+                ("ALERT_WEBHOOK_URL", HOOK),
+                ("ALERT_EMAIL", "ops@example.com, dev@example.com"),
+                ("SMTP_USER", "bot@example.com"),
+                ("SMTP_PASSWORD", "planted-smtp-secret"),
+                ("SMTP_PORT", "465"),
+                ("APPLICATIONINSIGHTS_CONNECTION_STRING", CONN),
+            ],
+        )
+        .unwrap();
+        let a = &c.alerts;
+        assert_eq!(a.webhooks.len(), 1);
+        assert_eq!(a.webhooks[0].kind, WebhookKind::Slack);
+        assert_eq!(a.webhooks[0].host, "hooks.slack.com");
+        let e = a.email.as_ref().unwrap();
+        assert_eq!(e.to, ["ops@example.com", "dev@example.com"]);
+        assert_eq!(e.host, "smtp.gmail.com");
+        assert_eq!(e.port, 465);
+        assert_eq!(e.tls, SmtpTls::Implicit);
+        assert_eq!(e.from, "bot@example.com");
+        let ai = a.appinsights.as_ref().unwrap();
+        assert_eq!(
+            ai.connection.ingestion_endpoint,
+            "https://westeurope-5.in.applicationinsights.azure.com"
+        );
+        assert_eq!(ai.interval, c.daemon.interval);
+        let debug = format!("{c:?}");
+        for secret in [
+            "planted-webhook-secret",
+            "planted-smtp-secret",
+            "11111111-2222",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in Debug output");
+        }
+    }
+
+    #[test]
+    fn the_older_webhook_variable_wins_as_before_and_the_file_wins_over_both() {
+        let c = with_env(
+            "",
+            &[
+                ("ALERT_WEBHOOK_URL", "https://discord.com/api/webhooks/1/x"),
+                ("CRYPTOBOT_ALERT_WEBHOOK", HOOK),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.webhooks[0].host, "hooks.slack.com");
+        let c = with_env(
+            "",
+            &[("ALERT_WEBHOOK_URL", "https://discord.com/api/webhooks/1/x")],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.webhooks[0].kind, WebhookKind::Discord);
+        let c = with_env(
+            "[[alerts.webhook]]\nkind = \"teams\"\nurl = \"https://x.webhook.office.com/a\"\n[[alerts.webhook]]\nkind = \"teams\"\nurl = \"https://y.webhook.office.com/b\"\n",
+            &[("ALERT_WEBHOOK_URL", HOOK)],
+        )
+        .unwrap();
+        let names: Vec<&str> = c.alerts.webhooks.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["teams", "teams-2"]);
+        let c = with_env(
+            "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"relay.local\"\nport = 25\ntls = \"none\"\n",
+            &[("SMTP_HOST", "ignored.example.com")],
+        )
+        .unwrap();
+        let e = c.alerts.email.unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("relay.local", 25, SmtpTls::None)
+        );
+        assert!(e.user.is_none());
+    }
+
+    #[test]
+    fn bad_alert_values_are_named_without_echoing_secrets() {
+        let cases = [
+            (
+                "[[alerts.webhook]]\nkind = \"irc\"\nurl = \"https://a.b/c\"\n",
+                "alerts.webhook[0].kind",
+            ),
+            (
+                "[[alerts.webhook]]\nkind = \"slack\"\n",
+                "alerts.webhook[0].url",
+            ),
+            (
+                "[[alerts.webhook]]\nurl = \"ftp://planted-webhook-secret@a.b/\"\n",
+                "alerts.webhook[0].url",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\n",
+                "alerts.email.host",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"h\"\ntls = \"ssl\"\n",
+                "alerts.email.tls",
+            ),
+            (
+                "[alerts.email]\nto = [\"a@example.com\"]\nhost = \"h\"\npassword = \"planted-smtp-secret\"\n",
+                "alerts.email.user",
+            ),
+            (
+                "[alerts.appinsights]\nconnection_string = \"InstrumentationKey=planted-ikey-secret;Broken\"\n",
+                "alerts.appinsights.connection_string",
+            ),
+            (
+                "[alerts.appinsights]\nconnection_string = \"InstrumentationKey=k\"\nmax_age = \"3d\"\n",
+                "alerts.appinsights.max_age",
+            ),
+            (
+                "[alerts]\nflapping_changes = 1\n",
+                "alerts.flapping_changes",
+            ),
+            ("[alerts]\nretry_max = \"1s\"\n", "alerts.retry_max"),
+        ];
+        for (text, key) in cases {
+            let e = with_env(text, &[]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { key: k, .. } if k == key),
+                "{text}: {e}"
+            );
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("planted"), "{shown}");
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 //! decision core; [`report`] is the health model every interface shows; [`systemd`] is the only
 //! module that talks D-Bus; [`state`] owns the atomic state files; [`config`] parses then validates;
 //! [`commands`] has one file per subcommand; [`http`] is the HTTP front end of the daemon, [`grpc`]
-//! serves the gRPC API and [`client`] is how the local commands reach it.
+//! serves the gRPC API and [`client`] is how the local commands reach it; [`alerts`] sends
+//! notifications and telemetry.
 
+pub mod alerts;
 pub mod checks;
 pub mod cli;
 pub mod client;

@@ -22,6 +22,9 @@ pub(super) async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exi
     if args.restart {
         restart_if_needed(config, &report).await;
     }
+    if args.alert {
+        super::alert::send_once(config, &report).await;
+    }
     Ok(ExitCode::from(report.status.exit_code()))
 }
 

@@ -4,6 +4,7 @@
 //! agent over its unix socket; their errors are printed here and become exit codes (3 when the
 //! agent cannot be reached, 1 when it refused, 70 otherwise).
 
+mod alert;
 mod check;
 mod config;
 mod pause;
@@ -16,7 +17,7 @@ mod status;
 use std::{path::PathBuf, process::ExitCode};
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{AlertCommand, Cli, Command, ConfigCommand},
     client::ClientError,
     config::Config,
 };
@@ -40,6 +41,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Check(args)) => check::run(&Config::load(&path, explicit)?, args).await,
         Some(Command::Run) => run::run(Config::load(&path, explicit)?).await,
+        Some(Command::Alert(AlertCommand::Test)) => {
+            alert::test(&Config::load(&path, explicit)?).await
+        }
         None if cli.legacy.daemon => run::run(Config::load(&path, explicit)?).await,
         Some(Command::Status(args)) => Ok(local(status::run(&socket()?, args).await)),
         Some(Command::Restart(args)) => Ok(local(restart::run(&socket()?, args).await)),

@@ -53,6 +53,8 @@ pub struct DaemonState {
     pub pause: Option<PauseView>,
     /// Recent events, oldest first (bounded).
     pub events: Vec<Event>,
+    /// Alert sinks: last delivery, last error, queue.
+    pub sinks: Vec<crate::alerts::SinkStatus>,
 }
 
 /// The restart backoff as status outputs show it.

@@ -16,6 +16,7 @@ use super::{
     watcher::{self, BusEvent},
 };
 use crate::{
+    alerts::{Alerter, policy::RestartOutcome},
     checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
     config::Config,
     evaluate::{Alert, CheckOutcome, Status, evaluate},
@@ -80,6 +81,7 @@ pub struct Supervisor {
     control_tx: mpsc::Sender<ControlRequest>,
     restart_tx: mpsc::Sender<RestartDone>,
     restart_rx: mpsc::Receiver<RestartDone>,
+    alerter: Alerter,
 }
 
 impl Supervisor {
@@ -115,9 +117,12 @@ impl Supervisor {
         let (snapshots, _) = watch::channel(placeholder);
         let (control_tx, control_rx) = mpsc::channel(16);
         let (restart_tx, restart_rx) = mpsc::channel(4);
+        let agent = AgentInfo::current();
+        let alerter = Alerter::start(&config.alerts, &config.state_dir, &agent.hostname);
         let mut sup = Supervisor {
             paths: HostPaths::default(),
-            agent: AgentInfo::current(),
+            agent,
+            alerter,
             bus: None,
             facts: Err(ProbeError::new("not checked yet")),
             resources: None,
@@ -213,6 +218,7 @@ impl Supervisor {
                 sdnotify::watchdog();
             }
         }
+        self.alerter.shutdown().await;
     }
 
     fn absorb_readings(&mut self, r: Readings) {
@@ -373,6 +379,14 @@ impl Supervisor {
         };
         self.backoff.record_attempt(now, &self.config.restart);
         self.save_backoff();
+        if delay_seconds.is_some_and(|d| d >= self.config.restart.max_delay.as_secs()) {
+            self.alerter.restart_outcome(
+                RestartOutcome::BackoffAtCap {
+                    delay_seconds: delay_seconds.unwrap_or_default(),
+                },
+                false,
+            );
+        }
         tracing::warn!(message = "Restarting the worker.", %reason, attempt = self.backoff.restart_count);
         self.events.push_back(Event {
             time: now,
@@ -420,6 +434,19 @@ impl Supervisor {
         } else {
             tracing::error!(message = "Worker restart failed.", error = %done.message);
         }
+        let paused = self.pause.as_ref().is_some_and(|p| p.active_at(now));
+        self.alerter.restart_outcome(
+            if done.ok {
+                RestartOutcome::Restarted {
+                    message: done.message.clone(),
+                }
+            } else {
+                RestartOutcome::Failed {
+                    message: done.message.clone(),
+                }
+            },
+            paused,
+        );
         if let Some(last) = self
             .events
             .iter_mut()
@@ -581,6 +608,7 @@ impl Supervisor {
             daemon: self.daemon_state(),
             history: self.history_arc.clone(),
         };
+        self.alerter.observe(&snapshot);
         self.snapshots.send_replace(Arc::new(snapshot));
     }
 
@@ -599,6 +627,7 @@ impl Supervisor {
                 until: p.until,
             }),
             events: self.events.iter().cloned().collect(),
+            sinks: self.alerter.sinks(),
         }
     }
 
@@ -726,6 +755,7 @@ fn placeholder_snapshot(config: &Config, now: DateTime<Utc>) -> Snapshot {
             },
             pause: None,
             events: Vec::new(),
+            sinks: Vec::new(),
         },
         history: Arc::from(Vec::new()),
     }

@@ -123,6 +123,7 @@ pub fn sample_snapshot(status: Status) -> Snapshot {
                     delay_seconds: Some(10),
                 },
             ],
+            sinks: Vec::new(),
         },
         history: Arc::from(history),
     }
