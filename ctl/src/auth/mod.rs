@@ -1,7 +1,8 @@
 //! Azure credentials, in the usual order: the environment (`AZURE_CLIENT_ID`,
 //! `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`; `AZURE_AUTHORITY_HOST` honoured), workload identity
 //! (`AZURE_FEDERATED_TOKEN_FILE`), managed identity, then the Azure CLI. The first credential that
-//! yields a token is kept for the rest of the run. All token calls go through cryptoctl's own HTTP
+//! yields a token is kept for the rest of the run; a configured credential (environment or workload
+//! identity) that fails stops the chain with its error instead of falling through to the others. All token calls go through cryptoctl's own HTTP
 //! client ([`transport`]).
 //!
 //! Also: the subscription (`--subscription`, `AZURE_SUBSCRIPTION_ID`, else the Azure CLI's
@@ -27,6 +28,9 @@ use crate::validate::SubscriptionId;
 /// How long the managed identity endpoint may take before the chain moves on (off Azure there
 /// is nothing at the IMDS address and a connection attempt would hang).
 const MANAGED_IDENTITY_PROBE: Duration = Duration::from_secs(3);
+
+/// Credentials that exist only because the operator configured them.
+const CONFIGURED: [&str; 2] = ["environment", "workload identity"];
 
 /// No credential produced a token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -184,6 +188,9 @@ impl TokenSource for CredentialChain {
                     let _ = self.chosen.set(i);
                     return Ok(token);
                 }
+                // A credential the operator configured explicitly (environment, workload identity)
+                // that fails is an error to report, not a reason to try the next one.
+                Err(e) if CONFIGURED.contains(name) => return Err(AuthError::Failed(name, e)),
                 Err(e) => errors.push((*name, e)),
             }
         }

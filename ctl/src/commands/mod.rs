@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Instant};
 
 use crate::{
     arm::{ArmClient, VirtualMachine},
-    auth::{CredentialChain, subscription},
+    auth::{CredentialChain, TokenSource as _, subscription},
     cli::{Cli, Command, EXIT_INTERRUPTED, GlobalArgs, Selection, TransportKind},
     fleet::{self, FanOut, Missing, Resolved},
     limiter::Limiter,
@@ -21,6 +21,8 @@ use crate::{
     remote::{Action, Remote, SshSettings, warning_text},
     validate::SubscriptionId,
 };
+
+const NOTHING_SELECTED: &str = "choose VMs with --resource-group, --vm-name, --tag or --all";
 
 /// A usage error found after parsing (exit 64).
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +49,11 @@ impl Ctx {
         let http = crate::tls::http_client()?;
         let limiter = Limiter::new(usize::from(global.concurrency));
         let tokens = Arc::new(CredentialChain::new(&http));
-        let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens, limiter.clone())?;
+        let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens.clone(), limiter.clone())?;
         arm.poll_interval = global.poll_interval;
         let subscription = subscription(global.subscription.as_deref()).await?;
+        // Fail early and once when no credential works, rather than once per VM.
+        tokens.token(crate::arm::client::ARM_SCOPE).await?;
         let command: Vec<String> = global
             .ssh_command
             .split_whitespace()
@@ -82,10 +86,7 @@ impl Ctx {
     /// several VMs.
     async fn resolve(&self, sel: &Selection, empty_means_all: bool) -> anyhow::Result<Resolved> {
         if sel.is_empty() && !empty_means_all {
-            return Err(UsageError(
-                "choose VMs with --resource-group, --vm-name, --tag or --all".into(),
-            )
-            .into());
+            return Err(UsageError(NOTHING_SELECTED.into()).into());
         }
         let resolved = fleet::resolve(&self.arm, &self.subscription, sel).await;
         if self.global.host.is_some()
@@ -104,6 +105,17 @@ impl Ctx {
 
 /// Runs the command line's command; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let selection = match &cli.command {
+        Command::Vms(_) => None,
+        Command::Health(a) => Some(&a.selection),
+        Command::Restart(a) => Some(&a.selection),
+        Command::Pause(a) => Some(&a.selection),
+        Command::Resume(a) => Some(&a.selection),
+        Command::Logs(a) => Some(&a.selection),
+    };
+    if selection.is_some_and(Selection::is_empty) {
+        return Err(UsageError(NOTHING_SELECTED.into()).into());
+    }
     let ctx = Ctx::new(&cli.global).await?;
     match &cli.command {
         Command::Vms(args) => vms::run(&ctx, args).await,
