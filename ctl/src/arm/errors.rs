@@ -67,8 +67,8 @@ pub enum ArmError {
         /// What was wrong.
         message: String,
     },
-    /// The time allowed ran out.
-    #[error("timed out after {0:?} waiting for Azure")]
+    /// The time allowed ran out (the duration is what was left when it was noticed).
+    #[error("the time allowed ran out waiting for Azure")]
     Timeout(Duration),
 }
 

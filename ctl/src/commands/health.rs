@@ -21,13 +21,14 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
     let remote = ctx.remote.clone();
     let transport = ctx.global.transport;
     let (restart, alert) = (args.restart, args.alert);
+    let timeout = ctx.global.timeout;
     let fan = fleet::for_each(
         &resolved.vms,
         &ctx.limiter,
         ctx.global.timeout,
         move |vm, deadline| {
             let remote = remote.clone();
-            async move { health_one(&remote, &vm, deadline, restart, alert).await }
+            async move { health_one(&remote, &vm, deadline, timeout, restart, alert).await }
         },
         move |vm, t| {
             let mut row = VmHealth::new(&vm.name, &vm.resource_group(), transport.as_str());
@@ -77,21 +78,24 @@ async fn health_one(
     remote: &Remote,
     vm: &VirtualMachine,
     deadline: Instant,
+    timeout: Duration,
     restart: bool,
     alert: bool,
 ) -> VmHealth {
     let start = Instant::now();
     let mut row = VmHealth::new(&vm.name, &vm.resource_group(), remote.transport.as_str());
     row.location = Some(vm.location.clone());
-    check(remote, vm, deadline, restart, alert, &mut row).await;
+    check(remote, vm, deadline, timeout, restart, alert, &mut row).await;
     row.duration_ms = fleet::elapsed_ms(start);
     row
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn check(
     remote: &Remote,
     vm: &VirtualMachine,
     deadline: Instant,
+    timeout: Duration,
     restart: bool,
     alert: bool,
     row: &mut VmHealth,
@@ -136,6 +140,16 @@ async fn check(
     }
     match remote.run(vm, &Action::Health { alert }, deadline).await {
         Ok(frame) => row.apply_frame(&frame),
+        Err(e) if e.is_timeout() => {
+            return row.fail(
+                Status::Unknown,
+                "timeout",
+                format!(
+                    "unreachable: no answer within {}",
+                    humantime::format_duration(timeout)
+                ),
+            );
+        }
         Err(e) => {
             return row.fail(Status::Unknown, "unreachable", format!("unreachable: {e}"));
         }

@@ -75,6 +75,16 @@ pub enum RemoteError {
     Timeout,
 }
 
+impl RemoteError {
+    /// Whether the time allowed ran out (rather than something failing).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Timeout | RemoteError::Arm(ArmError::Timeout(_))
+        )
+    }
+}
+
 impl Remote {
     /// Runs `action` on `vm` until `deadline`.
     pub async fn run(
