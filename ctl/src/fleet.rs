@@ -204,7 +204,7 @@ where
 }
 
 fn progress_bar(n: usize) -> ProgressBar {
-    let pb = if std::io::stderr().is_terminal() {
+    if std::io::stderr().is_terminal() {
         let pb = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} VMs {elapsed} {msg}")
         {
@@ -213,8 +213,7 @@ fn progress_bar(n: usize) -> ProgressBar {
         pb
     } else {
         ProgressBar::hidden()
-    };
-    pb
+    }
 }
 
 /// Milliseconds since `start`.

@@ -106,10 +106,10 @@ pub fn remaining_budgets(headers: &reqwest::header::HeaderMap) -> Vec<(String, u
         let Ok(value) = value.to_str() else { continue };
         if kind == "resource" {
             for part in value.split(',') {
-                if let Some((bucket, n)) = part.trim().split_once(';') {
-                    if let Ok(n) = n.trim().parse() {
-                        out.push((bucket.to_owned(), n));
-                    }
+                if let Some((bucket, n)) = part.trim().split_once(';')
+                    && let Ok(n) = n.trim().parse()
+                {
+                    out.push((bucket.to_owned(), n));
                 }
             }
         } else if let Ok(n) = value.trim().parse() {

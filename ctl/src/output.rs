@@ -42,7 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn helpers() {
+    fn formatting_functions() {
         assert_eq!(or_dash(Some(3)), "3");
         assert_eq!(or_dash(None::<u8>), "-");
         assert_eq!(shorten("abcdef", 4), "abc…");

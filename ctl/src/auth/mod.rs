@@ -50,10 +50,13 @@ pub trait TokenSource: Send + Sync + std::fmt::Debug {
     async fn token(&self, scope: &str) -> Result<String, AuthError>;
 }
 
+/// A credential of the chain, or why it is not available.
+type Candidate = Result<Arc<dyn TokenCredential>, String>;
+
 /// The credential chain.
 #[derive(Debug)]
 pub struct CredentialChain {
-    candidates: Vec<(&'static str, Result<Arc<dyn TokenCredential>, String>)>,
+    candidates: Vec<(&'static str, Candidate)>,
     chosen: OnceCell<usize>,
 }
 
@@ -70,8 +73,7 @@ impl CredentialChain {
             )))),
             ..Default::default()
         };
-        let mut candidates: Vec<(&'static str, Result<Arc<dyn TokenCredential>, String>)> =
-            Vec::new();
+        let mut candidates: Vec<(&'static str, Candidate)> = Vec::new();
         match (
             env("AZURE_TENANT_ID"),
             env("AZURE_CLIENT_ID"),

@@ -129,14 +129,14 @@ async fn check(
             }
         }
     }
-    if remote.transport == TransportKind::RunCommand {
-        if let GuestAgent::NotReady(why) = iv.guest_agent() {
-            return row.fail(
-                Status::Unknown,
-                "unreachable",
-                format!("unreachable: the Azure guest agent is not ready ({why})"),
-            );
-        }
+    if remote.transport == TransportKind::RunCommand
+        && let GuestAgent::NotReady(why) = iv.guest_agent()
+    {
+        return row.fail(
+            Status::Unknown,
+            "unreachable",
+            format!("unreachable: the Azure guest agent is not ready ({why})"),
+        );
     }
     match remote.run(vm, &Action::Health { alert }, deadline).await {
         Ok(frame) => row.apply_frame(&frame),
