@@ -7,6 +7,8 @@
 //! network namespaces and cgroup, so test binaries running at once never collide.
 
 pub mod agent;
+pub mod azure_emulator;
+pub mod ctl;
 pub mod lab;
 
 pub use lab::{Lab, LabBuilder, Vm};

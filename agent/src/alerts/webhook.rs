@@ -16,6 +16,8 @@ use crate::config::{WebhookConfig, WebhookKind};
 /// The HTTP client every sink uses: rustls with the platform's trust store (`SSL_CERT_FILE` is
 /// honoured), no redirects (a webhook answers itself), a connect timeout.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
+    // The one crypto provider of the build (ring); installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("cryptobot-agent/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,356 @@
+//! Command line of `cryptoctl`: global options (Azure access, transport, output, fan-out) and one
+//! subcommand per operation. Values that can reach a VM are parsed into validated types here, so a
+//! bad value is a usage error (exit 64) before anything is contacted.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::validate::{AgentPath, Host, ResourceGroupName, SshUser, TagFilter, VmName};
+
+/// Exit code for usage errors (`EX_USAGE`); 0-3 are health statuses.
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code for any other failure (`EX_SOFTWARE`).
+pub const EXIT_FAILURE: u8 = 70;
+/// Exit code after Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Default Azure Resource Manager endpoint.
+pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+/// Where the agent is installed on a VM unless `--agent-path` says otherwise.
+pub const DEFAULT_AGENT_PATH: &str = "/usr/local/bin/cryptobot-agent";
+
+/// Operator CLI for the cryptobot fleet: health, restart, pause, resume and logs of the
+/// `faucet_worker` service on Azure VMs, through the `cryptobot-agent` on each VM.
+#[derive(Debug, Parser)]
+#[command(name = "cryptoctl", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 HEALTHY, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst VM); 64 usage error, 70 failure, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Azure subscription id [default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default]
+    #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID")]
+    pub subscription: Option<String>,
+
+    /// Azure Resource Manager endpoint (always HTTPS)
+    #[arg(long, global = true, env = "CRYPTOCTL_ARM_ENDPOINT", default_value = DEFAULT_ARM_ENDPOINT, value_name = "URL")]
+    pub arm_endpoint: String,
+
+    /// How to reach the VMs: Azure run-command (default) or ssh
+    #[arg(long, global = true, value_enum, default_value_t = TransportKind::RunCommand)]
+    pub transport: TransportKind,
+
+    /// ssh user
+    #[arg(long, global = true, default_value = "azureuser", value_name = "USER")]
+    pub ssh_user: SshUser,
+
+    /// ssh private key
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+
+    /// ssh to this address instead of the VM's public IP (only with a single VM)
+    #[arg(long, global = true, value_name = "HOST")]
+    pub host: Option<Host>,
+
+    /// The ssh client command, split on whitespace, e.g. `ssh -F ~/.ssh/fleet_config`
+    #[arg(
+        long,
+        global = true,
+        env = "CRYPTOCTL_SSH_COMMAND",
+        default_value = "ssh",
+        value_name = "COMMAND"
+    )]
+    pub ssh_command: String,
+
+    /// Path of cryptobot-agent on the VMs (else it is looked up in the VM's PATH)
+    #[arg(long, global = true, env = "CRYPTOCTL_AGENT_PATH", default_value = DEFAULT_AGENT_PATH, value_name = "PATH")]
+    pub agent_path: AgentPath,
+
+    /// Output format
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// VMs handled at once (lowered automatically when Azure's request budget runs low)
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Time allowed per VM, e.g. `90s` or `5m`
+    #[arg(long, global = true, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Interval between polls of a run-command when Azure does not send Retry-After
+    #[arg(long, global = true, env = "CRYPTOCTL_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub poll_interval: Duration,
+
+    /// Log filter for diagnostics on stderr, e.g. `debug` [default: warn, or RUST_LOG]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// How commands reach the VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// Azure's run-command API (no network path to the VM needed)
+    RunCommand,
+    /// The system ssh client to the VM's public IP (or --host)
+    Ssh,
+}
+
+impl TransportKind {
+    /// The name used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::RunCommand => "run-command",
+            TransportKind::Ssh => "ssh",
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people
+    Table,
+    /// A JSON array, one object per VM (see the README for the schema)
+    Json,
+}
+
+/// Which VMs a command acts on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Selection {
+    /// Resource group (repeatable)
+    #[arg(short = 'g', long = "resource-group", value_name = "NAME")]
+    pub resource_groups: Vec<ResourceGroupName>,
+
+    /// VM name (repeatable)
+    #[arg(short = 'n', long = "vm-name", value_name = "NAME")]
+    pub vm_names: Vec<VmName>,
+
+    /// Only VMs with this tag (repeatable; all must match)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<TagFilter>,
+
+    /// Every VM of the subscription
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Selection {
+    /// True when nothing selects any VM.
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.resource_groups.is_empty()
+            && self.vm_names.is_empty()
+            && self.tags.is_empty()
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List VMs: name, resource group, location, size, power state.
+    Vms(VmsArgs),
+    /// Health of each VM's worker, through its agent; exit code = the worst status.
+    Health(HealthArgs),
+    /// Restart the worker through the agent (systemctl restart when no agent is installed).
+    Restart(RestartArgs),
+    /// Pause the agent's restarts and alerts.
+    Pause(PauseArgs),
+    /// End a pause.
+    Resume(ResumeArgs),
+    /// A bounded tail of the worker's (or the agent's) journal.
+    Logs(LogsArgs),
+}
+
+/// Options of `vms`.
+#[derive(Debug, Clone, Args)]
+pub struct VmsArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// Options of `health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Restart the worker on VMs that are CRITICAL with the service down
+    #[arg(long)]
+    pub restart: bool,
+    /// Have each VM's agent send its alerts (cryptobot-agent check --alert)
+    #[arg(long)]
+    pub alert: bool,
+}
+
+/// Options of `restart`.
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Restart even if the agent's restart backoff says to wait
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Options of `pause`.
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// How long, e.g. `30m` or `1h` [default: until `resume`]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Options of `resume`.
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// Which journal `logs` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogUnit {
+    /// faucet_worker.service
+    Worker,
+    /// cryptobot-agent.service
+    Agent,
+}
+
+impl LogUnit {
+    /// The word the remote script maps to a unit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogUnit::Worker => "worker",
+            LogUnit::Agent => "agent",
+        }
+    }
+}
+
+/// journald priorities, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Priority {
+    Emerg,
+    Alert,
+    Crit,
+    Err,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl Priority {
+    /// The syslog number (0 emerg .. 7 debug).
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Options of `logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Whose journal
+    #[arg(long, value_enum, default_value_t = LogUnit::Worker)]
+    pub unit: LogUnit,
+    /// Only entries newer than this, e.g. `1h`
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub since: Option<Duration>,
+    /// At most this many lines per VM
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub lines: u32,
+    /// Only entries of this priority or more severe
+    #[arg(long, value_enum)]
+    pub priority: Option<Priority>,
+}
+
+/// A duration like `90s`, `5m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn repeatable_selection_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "cryptoctl",
+            "health",
+            "-g",
+            "APPSERVRG",
+            "-g",
+            "BOTS",
+            "-n",
+            "DevNode01",
+            "--tag",
+            "role=bot",
+        ])
+        .unwrap();
+        let Command::Health(h) = cli.command else {
+            panic!()
+        };
+        assert_eq!(h.selection.resource_groups.len(), 2);
+        assert_eq!(h.selection.vm_names[0].as_str(), "DevNode01");
+        assert_eq!(cli.global.concurrency, 16);
+        assert_eq!(cli.global.transport, TransportKind::RunCommand);
+        assert_eq!(cli.global.ssh_user.as_str(), "azureuser");
+    }
+
+    #[test]
+    fn hostile_values_are_usage_errors() {
+        for args in [
+            vec!["cryptoctl", "health", "-g", "x$(touch /tmp/pwned)"],
+            vec!["cryptoctl", "health", "-n", "x$(touch /tmp/pwned)"],
+            vec!["cryptoctl", "health", "-n", "vm", "--ssh-user", "root;id"],
+            vec![
+                "cryptoctl",
+                "health",
+                "-n",
+                "vm",
+                "--host",
+                "-oProxyCommand=id",
+            ],
+            vec![
+                "cryptoctl",
+                "health",
+                "-n",
+                "vm",
+                "--agent-path",
+                "/x;touch /tmp/pwned",
+            ],
+            vec!["cryptoctl", "logs", "-n", "vm", "--since", "$(id)"],
+            vec!["cryptoctl", "logs", "-n", "vm", "--priority", "err;id"],
+        ] {
+            let e = Cli::try_parse_from(&args).unwrap_err();
+            assert!(e.use_stderr(), "{args:?}");
+        }
+    }
+}

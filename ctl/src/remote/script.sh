@@ -1,0 +1,248 @@
+#!/bin/sh
+# cryptoctl remote script: everything cryptoctl does on a VM happens in one run of this script.
+# It prints one line `CRYPTOCTL-RESULT v=1 key=value ...` (blobs are gz:<gzip+base64> or
+# b64:<base64>) and, last, `CRYPTOCTL-EXIT <status>`, so only the end of stdout matters and the
+# script's exit status survives transports that do not return one.
+# Arguments (never evaluated, only compared or passed as quoted arguments):
+#   $1 action: health | restart | pause | resume | logs
+#   $2 agent path (else cryptobot-agent from PATH)
+#   $3 output budget in bytes (0: unlimited)
+#   health: $4 alert (0|1)          restart: $4 force (0|1)          pause: $4 seconds (0: until resume)
+#   logs: $4 worker|agent  $5 since seconds (0: all)  $6 lines  $7 priority 0-7 or -
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LC_ALL=C
+export PATH LC_ALL
+WORKER=faucet_worker.service
+AGENT_UNIT=cryptobot-agent.service
+action=$1
+agent=$2
+budget=$3
+shift 3
+fields="v=1"
+big=""
+extra=""
+rc=0
+case $budget in '' | *[!0-9]*) budget=0 ;; esac
+
+finish() {
+  line="CRYPTOCTL-RESULT $fields$big$extra"
+  if [ "$budget" -gt 0 ] && [ "${#line}" -gt "$budget" ]; then
+    line="CRYPTOCTL-RESULT $fields$big truncated=1"
+  fi
+  if [ "$budget" -gt 0 ] && [ "${#line}" -gt "$budget" ]; then
+    line="CRYPTOCTL-RESULT $fields truncated=1 dropped=1"
+  fi
+  printf '%s\n' "$line"
+  printf 'CRYPTOCTL-EXIT %s\n' "$rc"
+  exit "$rc"
+}
+
+add() { fields="$fields $1=$2"; }
+
+enc() {
+  if command -v gzip >/dev/null 2>&1 && command -v base64 >/dev/null 2>&1; then
+    printf 'gz:'
+    gzip -c -n <"$1" | base64 | tr -d '\n'
+  else
+    printf 'b64:'
+    base64 <"$1" | tr -d '\n'
+  fi
+}
+
+# add_blob FIELDS|BIG|EXTRA KEY FILE: a non-empty file, encoded
+add_blob() {
+  [ -s "$3" ] || return 0
+  b=" $2=$(enc "$3")"
+  case $1 in
+    big) big="$big$b" ;;
+    extra) extra="$extra$b" ;;
+    *) fields="$fields$b" ;;
+  esac
+}
+
+unit_state() {
+  s=$(systemctl is-active "$1" 2>/dev/null)
+  case $s in
+    active | inactive | failed | activating | deactivating | reloading) printf '%s' "$s" ;;
+    *) printf 'unknown' ;;
+  esac
+}
+
+number() {
+  case $1 in '' | *[!0-9]*) printf '0' ;; *) printf '%s' "$1" ;; esac
+}
+
+case $action in
+  health | restart | pause | resume | logs) add action "$action" ;;
+  *)
+    add action invalid
+    rc=64
+    finish
+    ;;
+esac
+
+tmp=$(mktemp -d 2>/dev/null) || {
+  add error mktemp
+  rc=70
+  finish
+}
+trap 'rm -rf "$tmp"' EXIT
+: >"$tmp/out"
+: >"$tmp/err"
+
+if [ ! -x "$agent" ]; then
+  found=$(command -v cryptobot-agent 2>/dev/null) && [ -x "$found" ] && agent=$found
+fi
+if [ -x "$agent" ]; then
+  have_agent=1
+  add agent present
+else
+  have_agent=0
+  add agent missing
+fi
+
+# The agent's report into $tmp/out: the daemon's (status --json), else a one-shot check.
+report() {
+  src=none
+  code=3
+  if [ "$have_agent" = 1 ]; then
+    "$agent" status --json >"$tmp/out" 2>"$tmp/err" </dev/null
+    code=$?
+    if [ "$(head -c 1 "$tmp/out")" = "{" ]; then
+      src=status
+    else
+      "$agent" check --json >"$tmp/out" 2>"$tmp/err" </dev/null
+      code=$?
+      src=check
+    fi
+  fi
+}
+
+add_report() {
+  add source "$src"
+  add code "$code"
+  add worker "$(unit_state "$WORKER")"
+  add_blob big report "$tmp/out"
+  tail -c 1500 "$tmp/err" >"$tmp/err.tail"
+  add_blob extra stderr "$tmp/err.tail"
+}
+
+health() {
+  if [ "$have_agent" = 1 ] && [ "$1" = 1 ]; then
+    "$agent" check --alert --json >"$tmp/out" 2>"$tmp/err" </dev/null
+    code=$?
+    if [ "$code" = 64 ]; then
+      add alert unsupported
+      report
+    else
+      add alert requested
+      src=check
+    fi
+  else
+    report
+  fi
+  add_report
+  rc=$code
+}
+
+restart() {
+  via=none
+  code=70
+  if [ "$have_agent" = 1 ]; then
+    if [ "$1" = 1 ]; then
+      "$agent" restart --force >"$tmp/rout" 2>&1 </dev/null
+    else
+      "$agent" restart >"$tmp/rout" 2>&1 </dev/null
+    fi
+    code=$?
+    case $code in
+      0 | 1 | 2) via=agent ;;
+      3) add warning agent-unreachable ;;
+      64) add warning agent-without-restart ;;
+      *) add warning agent-failed ;;
+    esac
+  else
+    add warning no-agent
+  fi
+  if [ "$via" = none ]; then
+    systemctl restart "$WORKER" >"$tmp/rout" 2>&1 </dev/null
+    code=$?
+    via=systemctl
+  fi
+  restart_code=$code
+  add restart_via "$via"
+  add restart_code "$restart_code"
+  tail -c 1000 "$tmp/rout" >"$tmp/rout.tail"
+  add_blob fields restart_output "$tmp/rout.tail"
+  report
+  add_report
+  rc=$restart_code
+}
+
+control() {
+  if [ "$have_agent" != 1 ]; then
+    add warning no-agent
+    add worker "$(unit_state "$WORKER")"
+    rc=3
+    return
+  fi
+  "$agent" "$@" >"$tmp/cout" 2>&1 </dev/null
+  code=$?
+  [ "$code" = 64 ] && add warning "agent-without-$1"
+  add control_code "$code"
+  tail -c 1000 "$tmp/cout" >"$tmp/cout.tail"
+  add_blob fields control_output "$tmp/cout.tail"
+  add worker "$(unit_state "$WORKER")"
+  rc=$code
+}
+
+logs() {
+  case $1 in
+    worker) unit=$WORKER ;;
+    agent) unit=$AGENT_UNIT ;;
+    *)
+      rc=64
+      return
+      ;;
+  esac
+  since=$(number "$2")
+  lines=$(number "$3")
+  [ "$lines" -gt 0 ] || lines=200
+  prio=$4
+  case $prio in [0-7]) ;; *) prio=- ;; esac
+  set -- --no-pager -q -o short-iso -u "$unit" -n "$lines"
+  [ "$since" -gt 0 ] && set -- "$@" "--since=-${since}s"
+  [ "$prio" != - ] && set -- "$@" -p "$prio"
+  journalctl "$@" >"$tmp/log" 2>"$tmp/err" </dev/null
+  code=$?
+  n=$(wc -l <"$tmp/log")
+  n=$((n + 0))
+  cp "$tmp/log" "$tmp/fit"
+  truncated=0
+  while [ "$budget" -gt 0 ] && [ "$n" -gt 0 ]; do
+    blob=$(enc "$tmp/fit")
+    [ $((${#fields} + ${#blob} + 200)) -le "$budget" ] && break
+    n=$((n / 2))
+    tail -n "$n" "$tmp/log" >"$tmp/fit"
+    truncated=1
+  done
+  add log_code "$code"
+  add log_lines "$n"
+  add log_truncated "$truncated"
+  add_blob big log "$tmp/fit"
+  tail -c 1000 "$tmp/err" >"$tmp/err.tail"
+  add_blob extra stderr "$tmp/err.tail"
+  rc=$code
+}
+
+case $action in
+  health) health "$1" ;;
+  restart) restart "$1" ;;
+  pause)
+    secs=$(number "$1")
+    if [ "$secs" -gt 0 ]; then control pause --for "${secs}s"; else control pause; fi
+    ;;
+  resume) control resume ;;
+  logs) logs "$1" "$2" "$3" "$4" ;;
+esac
+finish

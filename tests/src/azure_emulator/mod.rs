@@ -1,0 +1,359 @@
+//! An Azure emulator for cryptoctl's end-to-end tests: HTTPS on 127.0.0.1 with a test CA, the
+//! Entra token endpoint, and the Resource Manager calls cryptoctl makes, with Azure's wire shapes:
+//! VM list (paged with `nextLink`), get, instance view, NIC and public IP, and action run-command as
+//! a long-running operation (202 + `Azure-AsyncOperation` + `Location`, `InProgress` then
+//! `Succeeded`, the final result from `Location`, Linux `[stdout]`/`[stderr]` framing in one
+//! message, only the last 4096 bytes of stdout, no exit code, one run-command at a time per VM with
+//! 409 otherwise), throttling headers, and 429/500 on demand.
+//!
+//! A VM is backed by a lab VM (each script runs as root inside it: `bash -s` with the script on
+//! stdin and the parameters as `$1..`), by nothing (a synthetic VM answering a canned healthy
+//! result, for scale), or hangs (its run-commands never finish).
+
+mod routes;
+mod run;
+pub mod tls;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::Vm;
+
+/// The subscription the emulator serves.
+pub const SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000c0de";
+/// The tenant and client the token endpoint accepts.
+pub const TENANT: &str = "11111111-1111-4111-8111-111111111111";
+/// Client id for the environment credential.
+pub const CLIENT_ID: &str = "22222222-2222-4222-8222-222222222222";
+/// Client secret for the environment credential.
+pub const CLIENT_SECRET: &str = "emulator-secret";
+
+/// What runs a VM's scripts.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A lab VM.
+    Lab(Vm),
+    /// No machine: every run-command answers a canned healthy result.
+    Synthetic,
+    /// Run-commands never finish (the guest agent still says Ready).
+    Hang,
+}
+
+/// One emulated VM.
+#[derive(Debug, Clone)]
+pub struct EmulatedVm {
+    /// Name.
+    pub name: String,
+    /// Resource group.
+    pub resource_group: String,
+    /// Region.
+    pub location: String,
+    /// Size.
+    pub size: String,
+    /// Power state code (`running`, `deallocated`, `stopped`, ...).
+    pub power: String,
+    /// Whether the guest agent says Ready.
+    pub guest_agent_ready: bool,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// The public IP address (the lab VM's address for a lab VM).
+    pub public_ip: Option<String>,
+    /// What runs scripts.
+    pub backend: Backend,
+}
+
+impl EmulatedVm {
+    fn new(name: &str, resource_group: &str, backend: Backend) -> EmulatedVm {
+        EmulatedVm {
+            name: name.to_owned(),
+            resource_group: resource_group.to_owned(),
+            location: "westeurope".to_owned(),
+            size: "Standard_B2s".to_owned(),
+            power: "running".to_owned(),
+            guest_agent_ready: true,
+            tags: BTreeMap::new(),
+            public_ip: None,
+            backend,
+        }
+    }
+
+    /// A VM backed by a lab VM (reachable over ssh at the lab VM's address).
+    pub fn lab(name: &str, resource_group: &str, vm: &Vm) -> EmulatedVm {
+        let mut e = EmulatedVm::new(name, resource_group, Backend::Lab(vm.clone()));
+        e.public_ip = Some(vm.ip.clone());
+        e
+    }
+
+    /// A VM with nothing behind it, answering a canned healthy result.
+    pub fn synthetic(name: &str, resource_group: &str) -> EmulatedVm {
+        EmulatedVm::new(name, resource_group, Backend::Synthetic)
+    }
+
+    /// A VM whose run-commands never finish.
+    pub fn hanging(name: &str, resource_group: &str) -> EmulatedVm {
+        EmulatedVm::new(name, resource_group, Backend::Hang)
+    }
+
+    /// Sets the power state code.
+    pub fn power(mut self, code: &str) -> EmulatedVm {
+        self.power = code.to_owned();
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, key: &str, value: &str) -> EmulatedVm {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets the public IP address.
+    pub fn public_ip(mut self, ip: &str) -> EmulatedVm {
+        self.public_ip = Some(ip.to_owned());
+        self
+    }
+}
+
+/// Faults and behaviour that tests change while the emulator runs.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The next N Resource Manager requests answer 429.
+    pub throttle_next: u32,
+    /// `Retry-After` seconds sent with those 429s.
+    pub throttle_retry_after: u64,
+    /// The next N Resource Manager requests answer 500.
+    pub fail_next: u32,
+    /// The next N run-commands on a VM (by name) answer 409 as if another one were running.
+    pub conflict_next: HashMap<String, u32>,
+    /// `Retry-After` seconds sent with a 409 (none when 0, like Azure).
+    pub conflict_retry_after: u64,
+    /// Delay added to every Resource Manager request.
+    pub latency: Duration,
+    /// How long a synthetic VM's run-command stays InProgress.
+    pub synthetic_run_time: Duration,
+    /// `Retry-After` seconds sent with a run-command's 202 and polls (none when 0, like Azure).
+    pub poll_retry_after: u64,
+}
+
+/// One request as the emulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Status answered.
+    pub status: u16,
+}
+
+#[derive(Debug)]
+struct Operation {
+    vm: String,
+    started: String,
+    result: Option<serde_json::Value>,
+}
+
+#[derive(Debug)]
+struct State {
+    base: String,
+    vms: Vec<EmulatedVm>,
+    page_size: usize,
+    faults: Faults,
+    /// Remaining request budget reported in the throttling headers.
+    budget: i64,
+    busy: HashMap<String, String>,
+    operations: HashMap<String, Operation>,
+    seen: Vec<Seen>,
+    next_id: u64,
+    scripts: Vec<(String, Vec<String>)>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+/// Options of an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    vms: Vec<EmulatedVm>,
+    page_size: usize,
+    faults: Faults,
+    budget: i64,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            vms: Vec::new(),
+            page_size: 50,
+            faults: Faults::default(),
+            budget: 3999,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Adds a VM.
+    pub fn vm(mut self, vm: EmulatedVm) -> Self {
+        self.vms.push(vm);
+        self
+    }
+
+    /// VMs per page of a list.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+
+    /// Initial faults.
+    pub fn faults(mut self, f: Faults) -> Self {
+        self.faults = f;
+        self
+    }
+
+    /// The request budget the throttling headers start from (one less per request).
+    pub fn budget(mut self, n: i64) -> Self {
+        self.budget = n;
+        self
+    }
+
+    /// Starts the emulator on 127.0.0.1 with a random port, in a thread of its own.
+    pub fn start(self) -> AzureEmulator {
+        let pki = tls::test_pki().expect("test CA");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca_file = dir.path().join("emulator-ca.pem");
+        std::fs::write(&ca_file, &pki.ca_pem).expect("write the CA");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("address").port();
+        let base = format!("https://127.0.0.1:{port}");
+        let state: Shared = Arc::new(Mutex::new(State {
+            base: base.clone(),
+            vms: self.vms,
+            page_size: self.page_size,
+            faults: self.faults,
+            budget: self.budget,
+            busy: HashMap::new(),
+            operations: HashMap::new(),
+            seen: Vec::new(),
+            next_id: 0,
+            scripts: Vec::new(),
+        }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = routes::router(state.clone());
+        let server = pki.server.clone();
+        let thread = std::thread::Builder::new()
+            .name("azure-emulator".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .max_blocking_threads(64)
+                    .enable_all()
+                    .build()
+                    .expect("emulator runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                    tokio::select! {
+                        _ = tls::serve(listener, server, app) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                rt.shutdown_background();
+            })
+            .expect("emulator thread");
+        AzureEmulator {
+            base,
+            ca_file,
+            _dir: dir,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A running emulator; stopped when dropped.
+#[derive(Debug)]
+pub struct AzureEmulator {
+    base: String,
+    ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+    state: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AzureEmulator {
+    /// Options.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    /// The test CA's PEM file.
+    pub fn ca_file(&self) -> &std::path::Path {
+        &self.ca_file
+    }
+
+    /// The environment cryptoctl needs to use this emulator: the ARM endpoint, the test CA, the
+    /// environment credential with the authority host pointing here, the subscription, and a short
+    /// run-command poll interval.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("CRYPTOCTL_ARM_ENDPOINT", self.base.clone()),
+            ("SSL_CERT_FILE", self.ca_file.display().to_string()),
+            ("AZURE_AUTHORITY_HOST", self.base.clone()),
+            ("AZURE_TENANT_ID", TENANT.to_owned()),
+            ("AZURE_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("AZURE_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION.to_owned()),
+            ("CRYPTOCTL_POLL_INTERVAL", "200ms".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Changes the faults.
+    pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.state.lock().expect("state").faults);
+    }
+
+    /// Changes a VM (by name).
+    pub fn set_vm(&self, name: &str, f: impl FnOnce(&mut EmulatedVm)) {
+        let mut s = self.state.lock().expect("state");
+        let vm = s
+            .vms
+            .iter_mut()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no emulated VM {name}"));
+        f(vm);
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().expect("state").seen.clone()
+    }
+
+    /// Every script run so far: (VM name, parameters).
+    pub fn scripts(&self) -> Vec<(String, Vec<String>)> {
+        self.state.lock().expect("state").scripts.clone()
+    }
+}
+
+impl Drop for AzureEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! The emulator's HTTP surface: the Entra token endpoint and the Resource Manager paths, with
+//! latency, 429/500 faults, bearer-token checks and throttling headers applied to every ARM call.
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use super::{
+    Backend, CLIENT_ID, CLIENT_SECRET, EmulatedVm, Operation, SUBSCRIPTION, Seen, Shared, TENANT,
+    run,
+};
+
+const API_VERSION: &str = "2024-11-01";
+
+pub(super) fn router(state: Shared) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+async fn handle(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let response = if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
+        token(&path, &body)
+    } else {
+        arm(&state, &method, &uri, &headers, &body).await
+    };
+    state.lock().expect("state").seen.push(Seen {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn token(path: &str, body: &[u8]) -> Response {
+    let form = query_pairs(&String::from_utf8_lossy(body));
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let ok = path == format!("/{TENANT}/oauth2/v2.0/token")
+        && get("client_id") == Some(CLIENT_ID)
+        && get("client_secret") == Some(CLIENT_SECRET)
+        && get("grant_type") == Some("client_credentials")
+        && get("scope") == Some("https://management.azure.com/.default");
+    if ok {
+        json_response(
+            StatusCode::OK,
+            &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                    "access_token": "emulator-token"}),
+        )
+    } else {
+        json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    "error_codes": [7000215], "timestamp": "2026-01-01 00:00:00Z",
+                    "trace_id": "00000000-0000-0000-0000-000000000000",
+                    "correlation_id": "00000000-0000-0000-0000-000000000000",
+                    "error_uri": "https://login.microsoftonline.com/error?code=7000215"}),
+        )
+    }
+}
+
+async fn arm(
+    state: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let latency = state.lock().expect("state").faults.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer emulator-token") {
+        return arm_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing or invalid.",
+        );
+    }
+    let fault = {
+        let mut s = state.lock().expect("state");
+        if s.faults.throttle_next > 0 {
+            s.faults.throttle_next -= 1;
+            let mut r = arm_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled as the limit has been reached for operation type - Read_ObservationWindow_00:03:00.",
+            );
+            r.headers_mut().insert(
+                "retry-after",
+                HeaderValue::from(s.faults.throttle_retry_after),
+            );
+            Some(r)
+        } else if s.faults.fail_next > 0 {
+            s.faults.fail_next -= 1;
+            Some(arm_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "An unexpected error occured while processing the request.",
+            ))
+        } else {
+            None
+        }
+    };
+    let query = query_pairs(uri.query().unwrap_or(""));
+    let mut response = match fault {
+        Some(r) => r,
+        None if !query.iter().any(|(k, _)| k == "api-version") => arm_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        ),
+        None => route(state, method, uri.path(), &query, body).await,
+    };
+    // Throttling headers, as Azure sends them, from a budget that shrinks with each request.
+    let mut s = state.lock().expect("state");
+    s.budget = (s.budget - 1).max(0);
+    let b = s.budget;
+    let (bucket, sub) = if uri.path().contains("/operations/") {
+        ("GetOperation", "reads")
+    } else if *method == Method::POST {
+        ("UpdateVM", "writes")
+    } else {
+        ("LowCostGet", "reads")
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "Microsoft.Compute/{bucket}3Min;{b},Microsoft.Compute/{bucket}30Min;{}",
+        b * 8
+    )) {
+        h.insert("x-ms-ratelimit-remaining-resource", v);
+    }
+    h.insert(
+        if sub == "reads" {
+            "x-ms-ratelimit-remaining-subscription-reads"
+        } else {
+            "x-ms-ratelimit-remaining-subscription-writes"
+        },
+        HeaderValue::from(if sub == "reads" { 11999 } else { 1199 }),
+    );
+    response
+}
+
+fn vm_id(vm: &EmulatedVm) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+        vm.resource_group, vm.name
+    )
+}
+
+fn nic_id(vm: &EmulatedVm) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
+        vm.resource_group, vm.name
+    )
+}
+
+fn ip_id(vm: &EmulatedVm) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Network/publicIPAddresses/{}-ip",
+        vm.resource_group, vm.name
+    )
+}
+
+fn vm_json(vm: &EmulatedVm, expand_instance_view: bool) -> Value {
+    let mut v = json!({
+        "name": vm.name,
+        "id": vm_id(vm),
+        "type": "Microsoft.Compute/virtualMachines",
+        "location": vm.location,
+        "tags": vm.tags,
+        "properties": {
+            "vmId": format!("{:08x}-0000-4000-8000-000000000000", vm.name.len()),
+            "hardwareProfile": {"vmSize": vm.size},
+            "storageProfile": {"osDisk": {"osType": "Linux", "name": format!("{}_OsDisk_1", vm.name),
+                                          "createOption": "FromImage", "caching": "ReadWrite"}},
+            "osProfile": {"computerName": vm.name, "adminUsername": "azureuser",
+                          "linuxConfiguration": {"disablePasswordAuthentication": true}},
+            "networkProfile": {"networkInterfaces": [{"id": nic_id(vm), "properties": {"primary": true}}]},
+            "provisioningState": "Succeeded"
+        }
+    });
+    if vm.tags.is_empty() {
+        v.as_object_mut().expect("object").remove("tags");
+    }
+    if expand_instance_view {
+        v["properties"]["instanceView"] = instance_view(vm);
+    }
+    v
+}
+
+fn instance_view(vm: &EmulatedVm) -> Value {
+    // The power state comes first here on purpose: clients must find it by its prefix.
+    let mut v = json!({
+        "computerName": vm.name,
+        "osName": "debian",
+        "osVersion": "12",
+        "statuses": [
+            {"code": format!("PowerState/{}", vm.power), "level": "Info", "displayStatus": format!("VM {}", vm.power)},
+            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded",
+             "time": "2026-01-01T00:00:00.0000000+00:00"}
+        ]
+    });
+    if vm.power == "running" {
+        v["vmAgent"] = if vm.guest_agent_ready {
+            json!({"vmAgentVersion": "2.11.1.12", "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info",
+                  "displayStatus": "Ready", "message": "Guest Agent is running", "time": "2026-01-01T00:00:00+00:00"}],
+                  "extensionHandlers": []})
+        } else {
+            json!({"vmAgentVersion": "Unknown", "statuses": [{"code": "ProvisioningState/Unavailable", "level": "Warning",
+                  "displayStatus": "Not Ready", "message": "VM Agent is unresponsive.", "time": "2026-01-01T00:00:00+00:00"}],
+                  "extensionHandlers": []})
+        };
+    }
+    v
+}
+
+async fn route(
+    state: &Shared,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Response {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    if l.len() < 2 || l[0] != "subscriptions" {
+        return arm_error(StatusCode::NOT_FOUND, "NotFound", "No route.");
+    }
+    if segs[1] != SUBSCRIPTION {
+        return arm_error(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            &format!("The subscription '{}' could not be found.", segs[1]),
+        );
+    }
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    match (method.clone(), &l[2..]) {
+        (Method::GET, ["providers", "microsoft.compute", "virtualmachines"]) => {
+            list(state, None, path, q("$skiptoken"))
+        }
+        (
+            Method::GET,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.compute",
+                "virtualmachines",
+            ],
+        ) => list(state, Some(segs[3]), path, q("$skiptoken")),
+        (
+            Method::GET,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.compute",
+                "virtualmachines",
+                _,
+            ],
+        ) => with_vm(state, segs[3], segs[7], |vm| {
+            json_response(
+                StatusCode::OK,
+                &vm_json(vm, q("$expand") == Some("instanceView")),
+            )
+        }),
+        (
+            Method::GET,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.compute",
+                "virtualmachines",
+                _,
+                "instanceview",
+            ],
+        ) => with_vm(state, segs[3], segs[7], |vm| {
+            json_response(StatusCode::OK, &instance_view(vm))
+        }),
+        (
+            Method::POST,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.compute",
+                "virtualmachines",
+                _,
+                "runcommand",
+            ],
+        ) => run_command(state, segs[3], segs[7], body),
+        (
+            Method::GET,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.network",
+                "networkinterfaces",
+                _,
+            ],
+        ) => {
+            let name = segs[7].strip_suffix("-nic").unwrap_or("");
+            with_vm(state, segs[3], name, |vm| {
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                    "name": format!("{}-nic", vm.name), "id": nic_id(vm), "location": vm.location,
+                    "type": "Microsoft.Network/networkInterfaces",
+                    "properties": {"provisioningState": "Succeeded", "primary": true,
+                        "ipConfigurations": [{"name": "ipconfig1",
+                            "id": format!("{}/ipConfigurations/ipconfig1", nic_id(vm)),
+                            "properties": {"privateIPAddress": "10.0.0.4", "privateIPAllocationMethod": "Dynamic",
+                                "primary": true, "publicIPAddress": {"id": ip_id(vm)}}}]}}),
+                )
+            })
+        }
+        (
+            Method::GET,
+            [
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.network",
+                "publicipaddresses",
+                _,
+            ],
+        ) => {
+            let name = segs[7].strip_suffix("-ip").unwrap_or("");
+            with_vm(state, segs[3], name, |vm| {
+                let mut props =
+                    json!({"provisioningState": "Succeeded", "publicIPAllocationMethod": "Static"});
+                if let Some(ip) = &vm.public_ip {
+                    props["ipAddress"] = json!(ip);
+                }
+                json_response(
+                    StatusCode::OK,
+                    &json!({"name": format!("{}-ip", vm.name), "id": ip_id(vm),
+                    "location": vm.location, "type": "Microsoft.Network/publicIPAddresses", "properties": props}),
+                )
+            })
+        }
+        (
+            Method::GET,
+            [
+                "providers",
+                "microsoft.compute",
+                "locations",
+                _,
+                "operations",
+                _,
+            ],
+        ) => operation(state, path, segs[7], q("monitor") == Some("true")),
+        _ => arm_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No HTTP resource was found that matches {method} {path}."),
+        ),
+    }
+}
+
+fn list(state: &Shared, rg: Option<&str>, path: &str, skip: Option<&str>) -> Response {
+    let s = state.lock().expect("state");
+    let vms: Vec<&EmulatedVm> = s
+        .vms
+        .iter()
+        .filter(|v| rg.is_none_or(|rg| v.resource_group.eq_ignore_ascii_case(rg)))
+        .collect();
+    if let Some(rg) = rg {
+        if vms.is_empty() {
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceGroupNotFound",
+                &format!("Resource group '{rg}' could not be found."),
+            );
+        }
+    }
+    let start: usize = skip.and_then(|k| k.parse().ok()).unwrap_or(0);
+    let end = (start + s.page_size).min(vms.len());
+    let page: Vec<Value> = vms[start.min(end)..end]
+        .iter()
+        .map(|v| vm_json(v, false))
+        .collect();
+    let mut body = json!({"value": page});
+    if end < vms.len() {
+        body["nextLink"] = json!(format!(
+            "{}{path}?api-version={API_VERSION}&%24skiptoken={end}",
+            s.base
+        ));
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+fn with_vm(
+    state: &Shared,
+    rg: &str,
+    name: &str,
+    f: impl FnOnce(&EmulatedVm) -> Response,
+) -> Response {
+    let s = state.lock().expect("state");
+    match s
+        .vms
+        .iter()
+        .find(|v| v.resource_group.eq_ignore_ascii_case(rg) && v.name.eq_ignore_ascii_case(name))
+    {
+        Some(vm) => f(vm),
+        None => arm_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!(
+                "The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group '{rg}' was not found."
+            ),
+        ),
+    }
+}
+
+fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> Response {
+    let input: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return arm_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContent",
+                &e.to_string(),
+            );
+        }
+    };
+    if input["commandId"] != "RunShellScript" {
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "The value of parameter commandId is invalid.",
+        );
+    }
+    let script: Vec<String> = input["script"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let params: Vec<String> = input["parameters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["value"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut s = state.lock().expect("state");
+    let Some(vm) = s
+        .vms
+        .iter()
+        .find(|v| v.resource_group.eq_ignore_ascii_case(rg) && v.name.eq_ignore_ascii_case(name))
+        .cloned()
+    else {
+        return arm_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!(
+                "The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group '{rg}' was not found."
+            ),
+        );
+    };
+    if vm.power != "running" {
+        return arm_error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            &format!(
+                "Operation 'RunCommand' is not allowed on VM '{}' since the VM is {}.",
+                vm.name, vm.power
+            ),
+        );
+    }
+    let conflict = match s.faults.conflict_next.get_mut(&vm.name) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    };
+    if conflict || s.busy.contains_key(&vm.name) {
+        let mut r = arm_error(
+            StatusCode::CONFLICT,
+            "Conflict",
+            "Run command extension execution is in progress. Please wait for completion before invoking a run command.",
+        );
+        if s.faults.conflict_retry_after > 0 {
+            r.headers_mut().insert(
+                "retry-after",
+                HeaderValue::from(s.faults.conflict_retry_after),
+            );
+        }
+        return r;
+    }
+    s.next_id += 1;
+    let op = format!("{:08x}-5c1d-4e0f-9a2b-{:012x}", s.next_id, s.next_id);
+    s.busy.insert(vm.name.clone(), op.clone());
+    s.operations.insert(
+        op.clone(),
+        Operation {
+            vm: vm.name.clone(),
+            started: "2026-01-01T00:00:00.0000000+00:00".into(),
+            result: None,
+        },
+    );
+    s.scripts.push((vm.name.clone(), params.clone()));
+    let base = s.base.clone();
+    let run_time = s.faults.synthetic_run_time;
+    let retry_after = s.faults.poll_retry_after;
+    drop(s);
+    let finish = {
+        let state = state.clone();
+        let op = op.clone();
+        move |result: Value| {
+            let mut s = state.lock().expect("state");
+            if let Some(o) = s.operations.get_mut(&op) {
+                o.result = Some(result);
+                let vm = o.vm.clone();
+                s.busy.remove(&vm);
+            }
+        }
+    };
+    match vm.backend.clone() {
+        Backend::Lab(lab_vm) => {
+            tokio::task::spawn_blocking(move || finish(run::in_lab_vm(&lab_vm, &script, &params)));
+        }
+        Backend::Synthetic => {
+            let name = vm.name.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(run_time).await;
+                finish(run::synthetic(&name, &params));
+            });
+        }
+        Backend::Hang => {}
+    }
+    let op_url = format!(
+        "{base}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/{}/operations/{op}",
+        vm.location
+    );
+    let mut r = StatusCode::ACCEPTED.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("{op_url}?api-version={API_VERSION}")) {
+        h.insert("azure-asyncoperation", v);
+    }
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("{op_url}?monitor=true&api-version={API_VERSION}"))
+    {
+        h.insert("location", v);
+    }
+    if retry_after > 0 {
+        h.insert("retry-after", HeaderValue::from(retry_after));
+    }
+    r
+}
+
+fn operation(state: &Shared, path: &str, op: &str, monitor: bool) -> Response {
+    let s = state.lock().expect("state");
+    let Some(o) = s.operations.get(op) else {
+        return arm_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The operation was not found.",
+        );
+    };
+    let retry_after = s.faults.poll_retry_after;
+    let mut r = match (monitor, &o.result) {
+        (true, None) => {
+            let mut r = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{}{path}?monitor=true&api-version={API_VERSION}",
+                s.base
+            )) {
+                r.headers_mut().insert("location", v);
+            }
+            r
+        }
+        (true, Some(result)) => json_response(StatusCode::OK, result),
+        (false, None) => json_response(
+            StatusCode::OK,
+            &json!({"startTime": o.started, "status": "InProgress", "name": op}),
+        ),
+        (false, Some(result)) => json_response(
+            StatusCode::OK,
+            &json!({"startTime": o.started, "endTime": "2026-01-01T00:00:01.0000000+00:00",
+                    "status": "Succeeded", "properties": {"output": result}, "name": op}),
+        ),
+    };
+    if retry_after > 0 && o.result.is_none() {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(retry_after));
+    }
+    r
+}

@@ -1,0 +1,54 @@
+//! Running `cryptoctl` against the Azure emulator: the binary with the emulator's environment
+//! (ARM endpoint, test CA, environment credential, subscription) and nothing of the caller's Azure
+//! setup, so only 127.0.0.1 and the lab's addresses are ever contacted.
+
+use std::process::{Command, Output, Stdio};
+
+use crate::{azure_emulator::AzureEmulator, binary};
+
+/// The cryptoctl binary.
+pub fn ctl_bin() -> std::path::PathBuf {
+    binary("cryptoctl")
+}
+
+/// A `cryptoctl` command set up for `emu` (the agent path is the workspace's agent binary, which
+/// the lab bind-mounts into every VM at the same path).
+pub fn cryptoctl(emu: &AzureEmulator) -> Command {
+    let mut c = Command::new(ctl_bin());
+    for var in [
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_TENANT_ID",
+        "AZURE_AUTHORITY_HOST",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_SUBSCRIPTION_ID",
+        "IDENTITY_ENDPOINT",
+        "MSI_ENDPOINT",
+        "CRYPTOCTL_ARM_ENDPOINT",
+        "CRYPTOCTL_SSH_COMMAND",
+        "CRYPTOCTL_AGENT_PATH",
+        "SSL_CERT_FILE",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    c.envs(emu.env())
+        .env("CRYPTOCTL_AGENT_PATH", crate::agent_bin())
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs it with `args`.
+pub fn run(emu: &AzureEmulator, args: &[&str]) -> Output {
+    cryptoctl(emu).args(args).output().expect("run cryptoctl")
+}
+
+/// stdout and stderr, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

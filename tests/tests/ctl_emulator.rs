@@ -1,0 +1,251 @@
+//! cryptoctl against the Azure emulator alone (synthetic VMs, no lab): paging, the JSON schema,
+//! throttling and server errors, conflicts, credentials and usage errors.
+
+use cryptobot_tests::{
+    azure_emulator::{AzureEmulator, EmulatedVm, Faults},
+    ctl::{run, show},
+};
+use serde_json::Value;
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(out)))
+}
+
+#[test]
+fn vms_follows_next_link_across_pages() {
+    let mut b = AzureEmulator::builder().page_size(2);
+    for i in 1..=5 {
+        b = b.vm(EmulatedVm::synthetic(
+            &format!("node{i:02}"),
+            if i % 2 == 0 { "RG-B" } else { "RG-A" },
+        ));
+    }
+    let emu = b
+        .vm(EmulatedVm::synthetic("off01", "RG-A").power("deallocated"))
+        .start();
+    let out = run(&emu, &["vms", "--all", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["vm"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["node01", "node03", "node05", "off01", "node02", "node04"]
+    );
+    assert_eq!(v[3]["power_state"], "deallocated");
+    assert_eq!(v[0]["size"], "Standard_B2s");
+    let list_calls = emu
+        .seen()
+        .iter()
+        .filter(|s| s.uri.starts_with("/subscriptions/") && s.uri.contains("virtualMachines?"))
+        .count();
+    assert_eq!(list_calls, 3, "6 VMs in pages of 2");
+    // per resource group, also paged
+    let out = run(&emu, &["vms", "-g", "RG-A"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("node05") && !text.contains("node02"),
+        "{text}"
+    );
+    assert!(text.contains("deallocated"), "{text}");
+}
+
+/// Replaces what changes from run to run: durations and timestamps.
+fn templated(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "duration_ms" {
+                    *x = Value::String("<ms>".into());
+                } else {
+                    templated(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(templated),
+        Value::String(s) if looks_like_timestamp(s) => *s = "<timestamp>".into(),
+        _ => {}
+    }
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':'
+}
+
+#[test]
+fn health_json_matches_the_golden_schema() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("DevNode01", "APPSERVRG").tag("role", "bot"))
+        .vm(EmulatedVm::synthetic("DevNode02", "APPSERVRG").power("deallocated"))
+        .vm(EmulatedVm::synthetic("bot-7", "BOTS"))
+        .start();
+    let out = run(
+        &emu,
+        &[
+            "health",
+            "-g",
+            "APPSERVRG",
+            "-g",
+            "BOTS",
+            "-n",
+            "DevNode01",
+            "-n",
+            "DevNode02",
+            "-n",
+            "Gone01",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let mut v = json(&out);
+    templated(&mut v);
+    let golden_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/health.json");
+    let actual = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &actual).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&golden_path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        actual, golden,
+        "the JSON schema changed: update the README and the golden file"
+    );
+}
+
+#[test]
+fn throttling_server_errors_and_conflicts_are_retried() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("busy01", "RG"))
+        .vm(EmulatedVm::synthetic("calm01", "RG"))
+        .faults(Faults {
+            throttle_next: 4,
+            throttle_retry_after: 1,
+            ..Faults::default()
+        })
+        .start();
+    emu.set_faults(|f| {
+        f.conflict_next.insert("busy01".into(), 2);
+        f.conflict_retry_after = 1;
+    });
+    let started = std::time::Instant::now();
+    let out = run(&emu, &["health", "-g", "RG", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "HEALTHY"),
+        "{v:#}"
+    );
+    let seen = emu.seen();
+    assert_eq!(seen.iter().filter(|s| s.status == 429).count(), 4);
+    assert_eq!(seen.iter().filter(|s| s.status == 409).count(), 2);
+    // Retry-After: 1 was honoured for each 429 before the list succeeded
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // 500s: retried with backoff
+    emu.set_faults(|f| f.fail_next = 3);
+    let out = run(&emu, &["health", "-n", "calm01"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(emu.seen().iter().filter(|s| s.status == 500).count(), 3);
+
+    // a storm that does not end: UNKNOWN (or a listing error), never a hang or a crash
+    emu.set_faults(|f| {
+        f.throttle_next = 1000;
+        f.throttle_retry_after = 0;
+    });
+    let out = run(&emu, &["health", "-n", "calm01", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let v = json(&out);
+    assert!(v[0]["reason"].as_str().unwrap().contains("429"), "{v:#}");
+}
+
+#[test]
+fn a_low_request_budget_lowers_concurrency() {
+    let mut b = AzureEmulator::builder().budget(30);
+    for i in 0..6 {
+        b = b.vm(EmulatedVm::synthetic(&format!("vm{i}"), "RG"));
+    }
+    let emu = b.start();
+    let out = run(&emu, &["health", "--all", "--concurrency", "8"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: Azure's request budget is low (Microsoft.Compute/LowCostGet3Min: 29 left): handling at most 7 VMs at once"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn credentials_and_usage_errors() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("vm1", "RG"))
+        .start();
+    // a wrong secret: the token endpoint's error is shown, exit 70
+    let out = cryptobot_tests::ctl::cryptoctl(&emu)
+        .env("AZURE_CLIENT_SECRET", "wrong")
+        .args(["health", "--all"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("environment failed") && stderr.contains("7000215"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        emu.seen()
+            .iter()
+            .all(|s| s.uri.ends_with("/oauth2/v2.0/token")),
+        "nothing but the token endpoint was asked"
+    );
+
+    // nothing selected, hostile names, --host with several VMs: usage errors before any request
+    let before = emu.seen().len();
+    for args in [
+        vec!["health"],
+        vec!["health", "-g", "x$(touch /tmp/pwned)"],
+        vec!["health", "-n", "x$(touch /tmp/pwned)"],
+        vec!["logs", "-n", "vm1", "--since", "$(id)"],
+        vec!["health", "--all", "--agent-path", "/x;touch /tmp/pwned"],
+        vec![
+            "health",
+            "--all",
+            "--ssh-user",
+            "root;id",
+            "--transport",
+            "ssh",
+        ],
+        vec![
+            "health",
+            "--all",
+            "--host",
+            "-oProxyCommand=id",
+            "--transport",
+            "ssh",
+        ],
+    ] {
+        let out = run(&emu, &args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
+    }
+    assert_eq!(emu.seen().len(), before, "usage errors contact nothing");
+    let out = run(&emu, &["--arm-endpoint", "http://127.0.0.1:1", "vms"]);
+    assert_eq!(out.status.code(), Some(70), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https"),
+        "{}",
+        show(&out)
+    );
+}
