@@ -51,7 +51,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let supervisor = supervisor::Supervisor::start(config.clone()).await;
     let handle = supervisor.handle();
-    let frontends = shutdown.child_token();
+    // Not a child of `shutdown`: the front ends keep serving until the main loop has stopped, and
+    // only then drain.
+    let frontends = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     if let Some(listener) = http_listener {
         let (h, c, t) = (handle.clone(), config.http.clone(), frontends.clone());
