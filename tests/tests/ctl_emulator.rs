@@ -249,3 +249,95 @@ fn credentials_and_usage_errors() {
         show(&out)
     );
 }
+
+#[test]
+fn ctrl_c_prints_the_results_that_finished() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("fast01", "RG-A"))
+        .vm(EmulatedVm::synthetic("fast02", "RG-A"))
+        .vm(EmulatedVm::hanging("stuck01", "RG-A"))
+        .start();
+    let child = cryptobot_tests::ctl::cryptoctl(&emu)
+        .args([
+            "--poll-interval",
+            "100ms",
+            "health",
+            "-g",
+            "RG-A",
+            "--output",
+            "json",
+            "--timeout",
+            "5m",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // both fast VMs have answered their final result, the stuck one is still running
+    cryptobot_tests::wait_until(
+        "two results fetched",
+        std::time::Duration::from_secs(30),
+        || {
+            let seen = emu.seen();
+            let results = seen
+                .iter()
+                .filter(|s| s.method == "GET" && s.uri.contains("monitor=true") && s.status == 200)
+                .count();
+            let stuck = seen
+                .iter()
+                .any(|s| s.method == "POST" && s.uri.contains("/stuck01/runCommand"));
+            results >= 2 && stuck
+        },
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let v = json(&out);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["vm"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fast01", "fast02"], "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted: 2 of 3 VMs finished"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn retry_after_of_a_running_command_is_honoured() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("node01", "RG-A"))
+        .start();
+    emu.set_faults(|f| {
+        f.poll_retry_after = 2;
+        f.synthetic_run_time = std::time::Duration::from_secs(1);
+    });
+    let out = run(
+        &emu,
+        &[
+            "--poll-interval",
+            "100ms",
+            "health",
+            "-g",
+            "RG-A",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // every 100 ms for a second would be about ten polls; Retry-After: 2 makes it one
+    let polls = emu
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.uri.contains("/operations/"))
+        .count();
+    assert!(polls <= 2, "{polls} polls despite Retry-After");
+}
