@@ -74,4 +74,5 @@ fn one_critical_then_quiet_then_one_resolved() {
         "exactly one RESOLVED"
     );
     let _ = receiver.kill();
+    let _ = receiver.wait();
 }
