@@ -13,7 +13,7 @@ packages=(
   chromium                        # headless browser that renders the agent's status page in a test
   ca-certificates
   polkitd                         # authorises the agent's user to restart the worker (deploy/cryptobot-agent.rules)
-  procps curl                     # ps and curl, in the tests
+  procps curl openssl             # ps, curl and a test CA, in the tests
 )
 missing=()
 for p in "${packages[@]}"; do
