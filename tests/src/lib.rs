@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod azure_emulator;
+pub mod bot;
 pub mod ctl;
 pub mod lab;
 

@@ -1,6 +1,7 @@
 //! One file per subcommand; [`run`] builds the shared context (credentials, ARM client, transport,
 //! limiter) and dispatches. Commands return their exit code.
 
+mod deploy;
 mod health;
 mod logs;
 mod pause;
@@ -112,9 +113,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pause(a) => Some(&a.selection),
         Command::Resume(a) => Some(&a.selection),
         Command::Logs(a) => Some(&a.selection),
+        Command::Deploy(a) => Some(&a.selection),
+        Command::Rollback(a) => Some(&a.selection),
     };
     if selection.is_some_and(Selection::is_empty) {
         return Err(UsageError(NOTHING_SELECTED.into()).into());
+    }
+    match &cli.command {
+        Command::Deploy(args) if args.app.dry_run => {
+            return deploy::dry_run_deploy(&cli.global, args);
+        }
+        Command::Rollback(args) if args.app.dry_run => {
+            return deploy::dry_run_rollback(&cli.global, args);
+        }
+        _ => {}
     }
     let ctx = Ctx::new(&cli.global).await?;
     match &cli.command {
@@ -124,6 +136,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pause(args) => pause::run(&ctx, args).await,
         Command::Resume(args) => resume::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Deploy(args) => deploy::run_deploy(&ctx, args).await,
+        Command::Rollback(args) => deploy::run_rollback(&ctx, args).await,
     }
 }
 
