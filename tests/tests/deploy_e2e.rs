@@ -4,7 +4,7 @@
 //! `rollback` by default and with `--commit`, canary edits with hostile values, `--dry-run` and a
 //! locally edited `agent.toml`.
 
-use std::{process::Output, time::Duration};
+use std::process::Output;
 
 use cryptobot_tests::{
     Lab, Vm,
@@ -68,15 +68,16 @@ impl Fleet {
         let mut c = cryptoctl(&self.emu);
         if ssh {
             c.args(self.ssh_args());
-        } else {
+        }
+        c.args(["deploy", "-g", "BOTS-RG", "-n", vm, "--gate-timeout", "20s"]);
+        if !ssh {
             let agent = profile_dir().join("cryptobot-agent");
             c.arg("--agent-url")
                 .arg(format!("file://{}", agent.display()))
                 .arg("--agent-binary")
                 .arg(&agent);
         }
-        c.args(["deploy", "-g", "BOTS-RG", "-n", vm, "--gate-timeout", "20s"])
-            .arg("--repo-url")
+        c.arg("--repo-url")
             .arg(self.repo.url())
             .arg("--agent-config")
             .arg(&self.config)

@@ -205,8 +205,7 @@ if [ "$skip_app" != 1 ]; then
         case $p in '' | *[!A-Za-z0-9_.-]*) die "bad canary profile" 64 ;; esac
         printf 'CANARY_PROFILE=%s\nCANARY_ONLY=true\n' "$p" >>"$work/env"
       fi
-      chmod 644 "$work/env"
-      as_app cp "$work/env" "$env_file.cryptoctl-new" && as_app chmod 600 "$env_file.cryptoctl-new" &&
+      as_app sh -c 'umask 077 && cat >"$1"' sh "$env_file.cryptoctl-new" <"$work/env" &&
         as_app mv -f "$env_file.cryptoctl-new" "$env_file" || die "cannot write $env_file"
       say "canary: $canary"
       ;;
