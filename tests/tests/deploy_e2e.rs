@@ -255,15 +255,15 @@ fn canary_dry_run_and_local_config() {
     assert!(all.contains("CANARY_PROFILE=p2"), "{all}");
     assert!(all.contains("CRYPTOCTL-EXIT"), "{all}");
     assert!(!all.contains(secret), "{all}");
-    let out = f.deploy(
+    let out = f.ctl(&[
+        "deploy",
+        "-n",
         "Bot01",
-        false,
-        &[
-            "--dry-run",
-            "--repo-url",
-            "https://user:s3cr3t-token-do-not-print@example.com/bot.git",
-        ],
-    );
+        "--dry-run",
+        "--skip-agent",
+        "--repo-url",
+        "https://user:s3cr3t-token-do-not-print@example.com/bot.git",
+    ]);
     assert_ok(&out);
     assert!(!show(&out).contains(secret), "{}", show(&out));
 

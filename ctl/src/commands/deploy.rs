@@ -153,18 +153,6 @@ fn rollback_plan(args: &RollbackArgs) -> anyhow::Result<DeployPlan> {
     })
 }
 
-/// `user:password@` in a URL, replaced for printing.
-fn redact(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_owned();
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => value.to_owned(),
-    }
-}
-
 fn print_dry_run(global: &GlobalArgs, plan: &DeployPlan) {
     println!("== plan (dry run: nothing is contacted or changed)");
     for line in plan.describe() {
@@ -176,7 +164,7 @@ fn print_dry_run(global: &GlobalArgs, plan: &DeployPlan) {
         let shown = if value.len() > 100 {
             format!("<{} bytes of base64>", value.len())
         } else {
-            redact(value)
+            deploy::redact_url(value)
         };
         println!("  ${} {name} = {shown}", i + 1);
     }
@@ -376,22 +364,4 @@ pub(super) async fn run_deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<u
 pub(super) async fn run_rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<u8> {
     let plan = rollback_plan(args)?;
     run_plan(ctx, &args.selection, plan, None, args.app.max_parallel).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn credentials_in_urls_are_redacted() {
-        assert_eq!(
-            redact("https://user:tok@github.com/x/y.git"),
-            "https://***@github.com/x/y.git"
-        );
-        assert_eq!(
-            redact("https://github.com/x/y.git"),
-            "https://github.com/x/y.git"
-        );
-        assert_eq!(redact("master"), "master");
-    }
 }

@@ -366,7 +366,9 @@ impl DeployPlan {
                 "bot: as {} in {}: clone {} if missing, fetch, check out {}, venv + pip install -r requirements.txt",
                 self.app_user,
                 self.app_dir,
-                self.repo_url.as_ref().map_or("(no --repo-url)", |u| u.as_str()),
+                self.repo_url
+                    .as_ref()
+                    .map_or("(no --repo-url)".to_owned(), |u| redact_url(u.as_str())),
                 self.git_ref.as_str()
             ));
             match &self.canary {
@@ -389,7 +391,7 @@ impl DeployPlan {
                 "agent: binary from {} (sha256 {}), keeping the previous one as .previous; units, sysusers, polkit rule; agent.toml {}; agent.env with the alerting variables of .env",
                 match &self.agent {
                     AgentSource::None => "nowhere".to_owned(),
-                    AgentSource::Url(u) => u.as_str().to_owned(),
+                    AgentSource::Url(u) => redact_url(u.as_str()),
                     AgentSource::Uploaded(_) => "an ssh upload".to_owned(),
                 },
                 self.agent_sha256.as_ref().map_or("-", |s| s.as_str()),
@@ -410,6 +412,18 @@ impl DeployPlan {
             }
         ));
         out
+    }
+}
+
+/// A URL with its `user:password@` replaced by `***@`, for printing.
+pub fn redact_url(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => value.to_owned(),
     }
 }
 
@@ -544,6 +558,22 @@ mod tests {
         assert!(SCRIPT.contains("printf 'CRYPTOCTL-EXIT %s\\n' \"$rc\""));
         assert!(!SCRIPT.contains("sed "));
         assert!(!SCRIPT.contains("HEAD~1"));
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:tok@github.com/x/y.git"),
+            "https://***@github.com/x/y.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/x/y.git"),
+            "https://github.com/x/y.git"
+        );
+        assert_eq!(redact_url("master"), "master");
+        let mut p = plan();
+        p.repo_url = Some("https://u:tok@example.com/b.git".parse().unwrap());
+        assert!(!p.describe().join("\n").contains("tok"));
     }
 
     #[test]
