@@ -375,7 +375,7 @@ impl DeployPlan {
                 Canary::Keep => out.push(".env: unchanged".into()),
                 Canary::Reset => out.push(".env: remove CANARY_PROFILE and CANARY_ONLY".into()),
                 Canary::Profile(p) => {
-                    out.push(format!(".env: CANARY_PROFILE={p}, CANARY_ONLY=true"))
+                    out.push(format!(".env: CANARY_PROFILE={p}, CANARY_ONLY=true"));
                 }
             }
             out.push(format!(
