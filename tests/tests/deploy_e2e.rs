@@ -200,8 +200,14 @@ fn canary_dry_run_and_local_config() {
         "printf 'API_KEY={secret}\\nALERT_WEBHOOK_URL=http://127.0.0.1:9/hook\\nCANARY_PROFILE=old\\n' > {env}; chown azureuser {env}"
     ));
 
-    // Without canary flags .env is left alone.
-    assert_ok(&f.deploy("Bot01", true, &["--skip-agent"]));
+    // Without canary flags .env is left alone. (ssh with --host: no Resource Manager preflight.)
+    let out = f.deploy("Bot01", true, &["--skip-agent", "--host", &vm.ip]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("preflight skipped"),
+        "{}",
+        show(&out)
+    );
     assert!(
         vm.sh(&format!("cat {env}"))
             .contains("CANARY_PROFILE=old\n")

@@ -220,6 +220,7 @@ async fn one(
     vm: VirtualMachine,
     mut plan: DeployPlan,
     binary: Option<PathBuf>,
+    offline: bool,
     deadline: Instant,
 ) -> Outcome {
     let mut out = Outcome {
@@ -228,9 +229,11 @@ async fn one(
         ok: false,
         text: String::new(),
     };
-    if let Err(e) = preflight(&remote, &vm, deadline).await {
-        out.text = format!("preflight: {e}");
-        return out;
+    if !offline {
+        if let Err(e) = preflight(&remote, &vm, deadline).await {
+            out.text = format!("preflight: {e}");
+            return out;
+        }
     }
     if let Some(path) = &binary {
         let data = match std::fs::read(path) {
@@ -312,23 +315,50 @@ async fn run_plan(
     plan: DeployPlan,
     binary: Option<PathBuf>,
     max_parallel: u16,
+    offline: bool,
 ) -> anyhow::Result<u8> {
-    println!(
-        "subscription {} at {} (credentials work)",
-        ctx.subscription, ctx.global.arm_endpoint
-    );
-    let resolved = ctx.resolve(selection, false).await?;
+    let vms = if offline {
+        println!(
+            "preflight skipped: --transport ssh with --host does not use Azure Resource Manager \
+             (credentials, the VM's existence, power state and guest agent are not checked)"
+        );
+        let (Some(group), Some(name), 1, 1) = (
+            selection.resource_groups.first(),
+            selection.vm_names.first(),
+            selection.resource_groups.len(),
+            selection.vm_names.len(),
+        ) else {
+            return Err(
+                UsageError("with --host, name exactly one VM with -g and -n".into()).into(),
+            );
+        };
+        let vm: VirtualMachine = serde_json::from_value(serde_json::json!({
+            "id": format!(
+                "/subscriptions/-/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}"
+            ),
+            "name": name.as_str(),
+        }))?;
+        vec![vm]
+    } else {
+        println!(
+            "subscription {} at {} (credentials work)",
+            ctx.subscription, ctx.global.arm_endpoint
+        );
+        let resolved = ctx.resolve(selection, false).await?;
+        let mut missing = false;
+        for m in &resolved.missing {
+            println!("{} ({}): not found: {}", m.vm, m.resource_group, m.message);
+            missing = true;
+        }
+        if missing || resolved.vms.is_empty() {
+            eprintln!("nothing deployed: not every selected VM exists");
+            return Ok(EXIT_DEPLOY_FAILED);
+        }
+        resolved.vms
+    };
     let mut failed = false;
-    for m in &resolved.missing {
-        println!("{} ({}): not found: {}", m.vm, m.resource_group, m.message);
-        failed = true;
-    }
-    if failed || resolved.vms.is_empty() {
-        eprintln!("nothing deployed: not every selected VM exists");
-        return Ok(EXIT_DEPLOY_FAILED);
-    }
     let verb = if plan.rollback { "rollback" } else { "deploy" };
-    for chunk in resolved.vms.chunks(usize::from(max_parallel)) {
+    for chunk in vms.chunks(usize::from(max_parallel)) {
         let mut set = JoinSet::new();
         for vm in chunk {
             println!("== {verb} {} ({})", vm.name, vm.resource_group());
@@ -338,6 +368,7 @@ async fn run_plan(
                 vm.clone(),
                 plan.clone(),
                 binary.clone(),
+                offline,
                 deadline,
             ));
         }
@@ -355,13 +386,33 @@ async fn run_plan(
 }
 
 /// `cryptoctl deploy`.
-pub(super) async fn run_deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<u8> {
+pub(super) async fn run_deploy(ctx: &Ctx, args: &DeployArgs, offline: bool) -> anyhow::Result<u8> {
     let (plan, binary) = deploy_plan(&ctx.global, args)?;
-    run_plan(ctx, &args.selection, plan, binary, args.app.max_parallel).await
+    run_plan(
+        ctx,
+        &args.selection,
+        plan,
+        binary,
+        args.app.max_parallel,
+        offline,
+    )
+    .await
 }
 
 /// `cryptoctl rollback`.
-pub(super) async fn run_rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<u8> {
+pub(super) async fn run_rollback(
+    ctx: &Ctx,
+    args: &RollbackArgs,
+    offline: bool,
+) -> anyhow::Result<u8> {
     let plan = rollback_plan(args)?;
-    run_plan(ctx, &args.selection, plan, None, args.app.max_parallel).await
+    run_plan(
+        ctx,
+        &args.selection,
+        plan,
+        None,
+        args.app.max_parallel,
+        offline,
+    )
+    .await
 }

@@ -577,6 +577,19 @@ mod tests {
     }
 
     #[test]
+    fn script_is_valid_posix_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", SCRIPT])
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
     fn plan_words_say_what_changes() {
         let mut p = plan();
         p.canary = Canary::Profile("p1".parse().unwrap());
