@@ -229,11 +229,9 @@ async fn one(
         ok: false,
         text: String::new(),
     };
-    if !offline {
-        if let Err(e) = preflight(&remote, &vm, deadline).await {
-            out.text = format!("preflight: {e}");
-            return out;
-        }
+    if !offline && let Err(e) = preflight(&remote, &vm, deadline).await {
+        out.text = format!("preflight: {e}");
+        return out;
     }
     if let Some(path) = &binary {
         let data = match std::fs::read(path) {
