@@ -4,7 +4,10 @@
 //! `rollback` by default and with `--commit`, canary edits with hostile values, `--dry-run` and a
 //! locally edited `agent.toml`.
 
-use std::process::Output;
+use std::{
+    io::BufRead as _,
+    process::{Child, Command, Output, Stdio},
+};
 
 use cryptobot_tests::{
     Lab, Vm,
@@ -20,6 +23,50 @@ struct Fleet {
     emu: AzureEmulator,
     repo: BotRepo,
     config: std::path::PathBuf,
+    /// Where run-command deploys fetch the agent from.
+    agent_url: String,
+}
+
+/// `python3 -m http.server` serving the build directory on 10.200.0.1 inside the lab's switch
+/// namespace (where the VMs' default route goes); stopped on drop.
+struct HttpServer(Child);
+
+impl HttpServer {
+    fn start(switch_netns: &str) -> (HttpServer, String) {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                switch_netns,
+                "python3",
+                "-u",
+                "-m",
+                "http.server",
+            ])
+            .args(["8765", "--bind", "10.200.0.1", "--directory"])
+            .arg(profile_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        // It prints "Serving HTTP on ..." once the socket is listening.
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("Serving HTTP"), "http.server: {line}");
+        (
+            HttpServer(child),
+            "http://10.200.0.1:8765/cryptobot-agent".to_owned(),
+        )
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn fleet(n: usize) -> Fleet {
@@ -42,6 +89,7 @@ fn fleet(n: usize) -> Fleet {
         emu: emu.start(),
         repo,
         config,
+        agent_url: format!("file://{}", profile_dir().join("cryptobot-agent").display()),
     }
 }
 
@@ -73,7 +121,7 @@ impl Fleet {
         if !ssh {
             let agent = profile_dir().join("cryptobot-agent");
             c.arg("--agent-url")
-                .arg(format!("file://{}", agent.display()))
+                .arg(&self.agent_url)
                 .arg("--agent-binary")
                 .arg(&agent);
         }
@@ -117,8 +165,10 @@ fn active(vm: &Vm, unit: &str) -> bool {
 
 #[test]
 fn deploy_over_both_transports_gate_rollback_and_rollback_commands() {
-    let f = fleet(2);
-    // Bot01 over ssh (the binary is copied), Bot02 over run-command (the VM fetches it).
+    let mut f = fleet(2);
+    let (_server, url) = HttpServer::start(&f.lab.vm(1).switch_netns);
+    f.agent_url = url;
+    // Bot01 over ssh (the binary is copied), Bot02 over run-command (the VM fetches it over HTTP).
     assert_ok(&f.deploy("Bot01", true, &[]));
     assert_ok(&f.deploy("Bot02", false, &[]));
     for (i, name) in [(1, "Bot01"), (2, "Bot02")] {
