@@ -115,7 +115,9 @@ restart_worker() {
 gate() {
   end=$(($(date +%s) + gate_timeout))
   while :; do
-    "$AGENT" status --json >"$work/status.json" 2>/dev/null
+    # the running agent's report, else a one-shot check (no daemon, e.g. --skip-agent on an old VM)
+    "$AGENT" status --json >"$work/status.json" 2>/dev/null ||
+      [ -s "$work/status.json" ] || "$AGENT" check --json >"$work/status.json" 2>/dev/null
     verdict=$(python3 -c '
 import json, sys, datetime
 try:
