@@ -9,6 +9,7 @@ packages=(
   dbus iproute2 util-linux        # the VMs' system bus; namespaces, veth, nsenter/unshare/setpriv
   systemd                         # systemd 252 is PID 1 of every lab VM; journalctl, systemd-analyze
   python3                         # stand-in tooling inside the VMs
+  python3-venv git                # cryptoctl deploy: the stand-in bot's checkout and venv
   prometheus                      # promtool checks the agent's /metrics exposition (service not started)
   chromium                        # headless browser that renders the agent's status page in a test
   ca-certificates

@@ -6,7 +6,10 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::validate::{AgentPath, Host, ResourceGroupName, SshUser, TagFilter, VmName};
+use crate::{
+    remote::deploy::{AgentUrl, CanaryProfile, CommitId, GitRef, RepoUrl, Sha256Hex},
+    validate::{AgentPath, Host, ResourceGroupName, SshUser, TagFilter, VmName},
+};
 
 /// Exit code for usage errors (`EX_USAGE`); 0-3 are health statuses.
 pub const EXIT_USAGE: u8 = 64;
@@ -170,6 +173,87 @@ pub enum Command {
     Resume(ResumeArgs),
     /// A bounded tail of the worker's (or the agent's) journal.
     Logs(LogsArgs),
+    /// Deploy the bot and the agent, gated on the worker's health (rolls back on failure).
+    Deploy(DeployArgs),
+    /// Roll the bot back to a commit (default: the one before the last deploy), health-gated.
+    Rollback(RollbackArgs),
+}
+
+/// Where the bot lives on the VMs, and the health gate (shared by `deploy` and `rollback`).
+#[derive(Debug, Clone, Args)]
+pub struct AppArgs {
+    /// The user the bot runs as and owns its files (never root)
+    #[arg(long, default_value = "azureuser", value_name = "USER")]
+    pub app_user: SshUser,
+    /// The bot's checkout [default: /home/USER/Repositories/cryptobot]
+    #[arg(long, value_name = "PATH")]
+    pub app_dir: Option<AgentPath>,
+    /// How long the health gate waits for a fresh heartbeat, e.g. `90s`
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration)]
+    pub gate_timeout: Duration,
+    /// Print the plan and the exact script with its arguments; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// VMs handled at once (default one at a time, stopping at the first failure)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_parallel: u16,
+}
+
+/// Options of `deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Where to clone the bot from when the VM has no checkout
+    #[arg(long, value_name = "URL")]
+    pub repo_url: Option<RepoUrl>,
+    /// Branch, tag or commit to deploy
+    #[arg(long = "ref", default_value = "master", value_name = "REF")]
+    pub git_ref: GitRef,
+    /// Set CANARY_PROFILE (and CANARY_ONLY=true) in the bot's .env
+    #[arg(long, value_name = "PROFILE", conflicts_with = "canary_reset")]
+    pub canary_profile: Option<CanaryProfile>,
+    /// Remove CANARY_PROFILE and CANARY_ONLY from the bot's .env
+    #[arg(long)]
+    pub canary_reset: bool,
+    /// Add a WatchdogSec drop-in to the worker unit (only for a bot that pings the watchdog)
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub worker_watchdog: Option<Duration>,
+    /// The agent binary to install over ssh [default: cryptobot-agent next to cryptoctl]
+    #[arg(long, value_name = "PATH")]
+    pub agent_binary: Option<PathBuf>,
+    /// URL the VM downloads the agent from (run-command cannot carry the binary)
+    #[arg(long, value_name = "URL")]
+    pub agent_url: Option<AgentUrl>,
+    /// SHA-256 of the binary at --agent-url [default: of --agent-binary]
+    #[arg(long, value_name = "HEX")]
+    pub agent_sha256: Option<Sha256Hex>,
+    /// The agent's configuration to install [default: deploy/agent.toml]
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
+    /// Replace a locally edited /etc/cryptobot/agent.toml
+    #[arg(long)]
+    pub force_config: bool,
+    /// Leave the bot alone
+    #[arg(long)]
+    pub skip_app: bool,
+    /// Leave the agent alone
+    #[arg(long)]
+    pub skip_agent: bool,
+}
+
+/// Options of `rollback`.
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The commit to go back to [default: the one before the last deploy, from the VM's record]
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<CommitId>,
 }
 
 /// Options of `vms`.
@@ -282,7 +366,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("must be longer than 0s".into()),
         d => Ok(d),

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod azure_emulator;
+pub mod bot;
 pub mod ctl;
 pub mod lab;
 
@@ -21,12 +22,13 @@ use std::{
 /// The cargo profile directory holding the workspace's binaries (`target/debug`).
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary in target/<profile>/deps");
-    dir.to_path_buf()
+    // target/<profile>/deps/<test binary>, or target/<profile>/<program> (the demo)
+    let dir = exe.parent().expect("binary in target/<profile>");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with a hint when it has not been built.

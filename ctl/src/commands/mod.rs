@@ -1,6 +1,7 @@
 //! One file per subcommand; [`run`] builds the shared context (credentials, ARM client, transport,
 //! limiter) and dispatches. Commands return their exit code.
 
+mod deploy;
 mod health;
 mod logs;
 mod pause;
@@ -46,14 +47,28 @@ pub struct Ctx {
 
 impl Ctx {
     async fn new(global: &GlobalArgs) -> anyhow::Result<Ctx> {
+        Ctx::build(global, true).await
+    }
+
+    /// A context that never calls Azure (ssh with `--host`): no credential or subscription lookup.
+    async fn offline(global: &GlobalArgs) -> anyhow::Result<Ctx> {
+        Ctx::build(global, false).await
+    }
+
+    async fn build(global: &GlobalArgs, online: bool) -> anyhow::Result<Ctx> {
         let http = crate::tls::http_client()?;
         let limiter = Limiter::new(usize::from(global.concurrency));
         let tokens = Arc::new(CredentialChain::new(&http));
         let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens.clone(), limiter.clone())?;
         arm.poll_interval = global.poll_interval;
-        let subscription = subscription(global.subscription.as_deref()).await?;
-        // Fail early and once when no credential works, rather than once per VM.
-        tokens.token(crate::arm::client::ARM_SCOPE).await?;
+        let subscription = if online {
+            let s = subscription(global.subscription.as_deref()).await?;
+            // Fail early and once when no credential works, rather than once per VM.
+            tokens.token(crate::arm::client::ARM_SCOPE).await?;
+            s
+        } else {
+            "00000000-0000-0000-0000-000000000000".parse()?
+        };
         let command: Vec<String> = global
             .ssh_command
             .split_whitespace()
@@ -112,9 +127,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pause(a) => Some(&a.selection),
         Command::Resume(a) => Some(&a.selection),
         Command::Logs(a) => Some(&a.selection),
+        Command::Deploy(a) => Some(&a.selection),
+        Command::Rollback(a) => Some(&a.selection),
     };
     if selection.is_some_and(Selection::is_empty) {
         return Err(UsageError(NOTHING_SELECTED.into()).into());
+    }
+    match &cli.command {
+        Command::Deploy(args) if args.app.dry_run => {
+            return deploy::dry_run_deploy(&cli.global, args);
+        }
+        Command::Rollback(args) if args.app.dry_run => {
+            return deploy::dry_run_rollback(&cli.global, args);
+        }
+        Command::Deploy(_) | Command::Rollback(_)
+            if cli.global.transport == TransportKind::Ssh && cli.global.host.is_some() =>
+        {
+            let ctx = Ctx::offline(&cli.global).await?;
+            return match &cli.command {
+                Command::Deploy(args) => deploy::run_deploy(&ctx, args, true).await,
+                Command::Rollback(args) => deploy::run_rollback(&ctx, args, true).await,
+                _ => unreachable!("matched above"),
+            };
+        }
+        _ => {}
     }
     let ctx = Ctx::new(&cli.global).await?;
     match &cli.command {
@@ -124,6 +160,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pause(args) => pause::run(&ctx, args).await,
         Command::Resume(args) => resume::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Deploy(args) => deploy::run_deploy(&ctx, args, false).await,
+        Command::Rollback(args) => deploy::run_rollback(&ctx, args, false).await,
     }
 }
 

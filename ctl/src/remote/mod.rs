@@ -3,6 +3,7 @@
 //! (the script on stdin of `sh -s`, the arguments shell-quoted). Both give back the script's
 //! stdout, parsed by [`frame`] into the result fields.
 
+pub mod deploy;
 pub mod frame;
 pub mod script;
 
@@ -140,6 +141,105 @@ impl Remote {
         deadline: Instant,
     ) -> Result<Frame, RemoteError> {
         let inv = Invocation::new(action, &self.agent, 0);
+        self.ssh_script(host, &inv.ssh_remote_command(), script::SCRIPT, deadline)
+            .await
+    }
+
+    /// The address ssh connects to for `vm`: `--host`, else Azure's, validated.
+    pub async fn ssh_host(
+        &self,
+        vm: &VirtualMachine,
+        deadline: Instant,
+    ) -> Result<Host, RemoteError> {
+        let host = match &self.ssh.host {
+            Some(h) => h.as_str().to_owned(),
+            None => self.arm.ssh_address(vm, deadline).await?,
+        };
+        host.parse().map_err(|e| RemoteError::Ssh {
+            host: host.clone(),
+            message: format!("{e}"),
+        })
+    }
+
+    /// Runs `script` (any framed script) on `vm`: over run-command with `args` as parameters, or
+    /// over ssh with `ssh_command` as the remote command and the script on its stdin.
+    pub async fn run_script(
+        &self,
+        vm: &VirtualMachine,
+        script: &str,
+        args: &[(&'static str, String)],
+        ssh_command: &str,
+        deadline: Instant,
+    ) -> Result<Frame, RemoteError> {
+        match self.transport {
+            TransportKind::RunCommand => {
+                let input = RunCommandInput {
+                    command_id: "RunShellScript".into(),
+                    script: script.lines().map(str::to_owned).collect(),
+                    parameters: args
+                        .iter()
+                        .map(|(n, v)| RunCommandParameter {
+                            name: (*n).to_owned(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                };
+                let out = self.arm.run_shell_script(&vm.id, &input, deadline).await?;
+                Ok(
+                    frame::parse(&out.stdout).map_err(|e| match (&e, &out.extension_message) {
+                        (FrameError::NoExit(_) | FrameError::NoResult(_), Some(m)) => {
+                            FrameError::NoExit(format!("{m}\n{}", out.stderr))
+                        }
+                        _ => e,
+                    })?,
+                )
+            }
+            TransportKind::Ssh => {
+                let host = self.ssh_host(vm, deadline).await?;
+                self.ssh_script(&host, ssh_command, script, deadline).await
+            }
+        }
+    }
+
+    /// Copies `data` to a new private temporary file on `host` over ssh; returns its path.
+    pub async fn ssh_upload(
+        &self,
+        host: &Host,
+        data: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<String, RemoteError> {
+        let out = self
+            .ssh_exec(
+                host,
+                "umask 077; f=$(mktemp /tmp/cryptobot-agent.XXXXXXXX) && cat >\"$f\" && printf '%s\\n' \"$f\"",
+                data,
+                deadline,
+            )
+            .await?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let valid = path.starts_with("/tmp/cryptobot-agent.")
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+        if !out.status.success() || !valid {
+            return Err(RemoteError::Ssh {
+                host: host.as_str().to_owned(),
+                message: format!(
+                    "upload failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(path)
+    }
+
+    async fn ssh_exec(
+        &self,
+        host: &Host,
+        remote_command: &str,
+        input: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<std::process::Output, RemoteError> {
         let (program, pre) = self
             .ssh
             .command
@@ -157,7 +257,7 @@ impl Remote {
             .arg(self.ssh.user.as_str())
             .arg("--")
             .arg(host.as_str())
-            .arg(inv.ssh_remote_command())
+            .arg(remote_command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -169,18 +269,30 @@ impl Remote {
         let mut stdin = child.stdin.take().expect("piped stdin");
         let work = async move {
             // A closed connection shows up as ssh's exit status; a failed write is not the story.
-            let _ = stdin.write_all(script::SCRIPT.as_bytes()).await;
+            let _ = stdin.write_all(&input).await;
             drop(stdin);
             child.wait_with_output().await
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let out = tokio::time::timeout(remaining, work)
+        tokio::time::timeout(remaining, work)
             .await
             .map_err(|_| RemoteError::Timeout)?
             .map_err(|e| RemoteError::Spawn {
                 program,
                 message: e.to_string(),
-            })?;
+            })
+    }
+
+    async fn ssh_script(
+        &self,
+        host: &Host,
+        remote_command: &str,
+        script: &str,
+        deadline: Instant,
+    ) -> Result<Frame, RemoteError> {
+        let out = self
+            .ssh_exec(host, remote_command, script.as_bytes().to_vec(), deadline)
+            .await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         match frame::parse(&stdout) {
             Ok(f) => Ok(f),

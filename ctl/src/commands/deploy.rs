@@ -1,0 +1,416 @@
+//! `cryptoctl deploy` and `cryptoctl rollback`: a preflight through Resource Manager (credentials,
+//! the VM exists and runs, its guest agent is ready), then one run of the deploy script per VM
+//! (`remote/deploy.sh`), one VM at a time by default, stopping at the first failure. The outcome is
+//! the script's own exit status from its framed result, never the Azure call returning.
+
+use std::{path::PathBuf, time::Instant};
+
+use tokio::task::JoinSet;
+
+use super::{Ctx, UsageError};
+use crate::{
+    arm::{GuestAgent, VirtualMachine},
+    cli::{AppArgs, DeployArgs, GlobalArgs, RollbackArgs, TransportKind},
+    remote::{
+        Remote,
+        deploy::{self, AgentSource, Canary, DeployPlan},
+        frame::Frame,
+        script::RUN_COMMAND_BUDGET,
+    },
+};
+
+/// Exit status when a deploy or rollback failed on a VM.
+pub const EXIT_DEPLOY_FAILED: u8 = 1;
+
+fn app_dir(app: &AppArgs) -> String {
+    app.app_dir.as_ref().map_or_else(
+        || format!("/home/{}/Repositories/cryptobot", app.app_user),
+        |d| d.as_str().to_owned(),
+    )
+}
+
+fn check_user(app: &AppArgs) -> Result<(), UsageError> {
+    if app.app_user.as_str() == "root" {
+        return Err(UsageError(
+            "--app-user root: the bot and its files belong to an unprivileged user".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn default_agent_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join("cryptobot-agent"))
+}
+
+fn sha256_of(path: &std::path::Path) -> anyhow::Result<deploy::Sha256Hex> {
+    let out = std::process::Command::new("sha256sum")
+        .arg("--")
+        .arg(path)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))
+}
+
+fn agent_config(args: &DeployArgs) -> anyhow::Result<String> {
+    match &args.agent_config {
+        None => Ok(deploy::AGENT_CONFIG.to_owned()),
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("--agent-config {}: {e}", p.display())),
+    }
+}
+
+/// The plan of a deploy, before the agent binary is placed (ssh uploads it per VM).
+fn deploy_plan(
+    global: &GlobalArgs,
+    args: &DeployArgs,
+) -> anyhow::Result<(DeployPlan, Option<PathBuf>)> {
+    check_user(&args.app)?;
+    let mut binary = None;
+    let (agent, sha) = if args.skip_agent {
+        (AgentSource::None, None)
+    } else if let Some(url) = &args.agent_url {
+        let sha = match (&args.agent_sha256, &args.agent_binary) {
+            (Some(s), _) => s.clone(),
+            (None, Some(b)) => sha256_of(b)?,
+            (None, None) => {
+                return Err(UsageError(
+                    "--agent-url needs --agent-sha256 (or --agent-binary to compute it)".into(),
+                )
+                .into());
+            }
+        };
+        (AgentSource::Url(url.clone()), Some(sha))
+    } else if global.transport == TransportKind::Ssh {
+        let path = args
+            .agent_binary
+            .clone()
+            .or_else(default_agent_binary)
+            .filter(|p| p.is_file())
+            .ok_or_else(|| UsageError("no agent binary: use --agent-binary PATH".into()))?;
+        let sha = sha256_of(&path)?;
+        binary = Some(path);
+        (AgentSource::Uploaded("(uploaded)".into()), Some(sha))
+    } else {
+        return Err(UsageError(
+            "run-command cannot carry the agent binary: give --agent-url and --agent-sha256, or --skip-agent"
+                .into(),
+        )
+        .into());
+    };
+    let plan = DeployPlan {
+        rollback: false,
+        app_user: args.app.app_user.as_str().to_owned(),
+        app_dir: app_dir(&args.app),
+        repo_url: args.repo_url.clone(),
+        git_ref: args.git_ref.clone(),
+        skip_app: args.skip_app,
+        skip_agent: args.skip_agent,
+        canary: match (&args.canary_profile, args.canary_reset) {
+            (Some(p), _) => Canary::Profile(p.clone()),
+            (None, true) => Canary::Reset,
+            (None, false) => Canary::Keep,
+        },
+        worker_watchdog: args.worker_watchdog,
+        agent,
+        agent_sha256: sha,
+        agent_config: agent_config(args)?,
+        force_config: args.force_config,
+        gate_timeout: args.app.gate_timeout,
+        commit: None,
+    };
+    Ok((plan, binary))
+}
+
+fn rollback_plan(args: &RollbackArgs) -> anyhow::Result<DeployPlan> {
+    check_user(&args.app)?;
+    Ok(DeployPlan {
+        rollback: true,
+        app_user: args.app.app_user.as_str().to_owned(),
+        app_dir: app_dir(&args.app),
+        repo_url: None,
+        git_ref: "master".parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        skip_app: false,
+        skip_agent: true,
+        canary: Canary::Keep,
+        worker_watchdog: None,
+        agent: AgentSource::None,
+        agent_sha256: None,
+        agent_config: deploy::AGENT_CONFIG.to_owned(),
+        force_config: false,
+        gate_timeout: args.app.gate_timeout,
+        commit: args.commit.clone(),
+    })
+}
+
+fn print_dry_run(global: &GlobalArgs, plan: &DeployPlan) {
+    println!("== plan (dry run: nothing is contacted or changed)");
+    for line in plan.describe() {
+        println!("  - {line}");
+    }
+    println!("== transport: {}", global.transport.as_str());
+    println!("== script arguments ($1..$20)");
+    for (i, (name, value)) in plan.args(RUN_COMMAND_BUDGET).iter().enumerate() {
+        let shown = if value.len() > 100 {
+            format!("<{} bytes of base64>", value.len())
+        } else {
+            deploy::redact_url(value)
+        };
+        println!("  ${} {name} = {shown}", i + 1);
+    }
+    println!("== script (ctl/src/remote/deploy.sh)");
+    print!("{}", deploy::SCRIPT);
+}
+
+/// `deploy --dry-run`.
+pub(super) fn dry_run_deploy(global: &GlobalArgs, args: &DeployArgs) -> anyhow::Result<u8> {
+    let (plan, _) = deploy_plan(global, args)?;
+    print_dry_run(global, &plan);
+    Ok(0)
+}
+
+/// `rollback --dry-run`.
+pub(super) fn dry_run_rollback(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<u8> {
+    print_dry_run(global, &rollback_plan(args)?);
+    Ok(0)
+}
+
+/// One VM's outcome.
+struct Outcome {
+    vm: String,
+    group: String,
+    ok: bool,
+    text: String,
+}
+
+async fn preflight(remote: &Remote, vm: &VirtualMachine, deadline: Instant) -> Result<(), String> {
+    let iv = remote
+        .arm
+        .instance_view(&vm.id, deadline)
+        .await
+        .map_err(|e| format!("cannot read the instance view: {e}"))?;
+    match iv.power_state() {
+        Some(p) if !p.is_running() => return Err(format!("VM is not running: {}", p.display)),
+        None => return Err("the VM's power state is unknown".into()),
+        _ => {}
+    }
+    if remote.transport == TransportKind::RunCommand {
+        match iv.guest_agent() {
+            GuestAgent::Ready | GuestAgent::Unknown => {}
+            GuestAgent::NotReady(why) => {
+                return Err(format!("the guest agent is not ready: {why}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn one(
+    remote: Remote,
+    vm: VirtualMachine,
+    mut plan: DeployPlan,
+    binary: Option<PathBuf>,
+    offline: bool,
+    deadline: Instant,
+) -> Outcome {
+    let mut out = Outcome {
+        vm: vm.name.clone(),
+        group: vm.resource_group(),
+        ok: false,
+        text: String::new(),
+    };
+    if !offline && let Err(e) = preflight(&remote, &vm, deadline).await {
+        out.text = format!("preflight: {e}");
+        return out;
+    }
+    if let Some(path) = &binary {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => {
+                out.text = format!("{}: {e}", path.display());
+                return out;
+            }
+        };
+        let uploaded = match remote.ssh_host(&vm, deadline).await {
+            Ok(host) => remote.ssh_upload(&host, data, deadline).await,
+            Err(e) => Err(e),
+        };
+        match uploaded {
+            Ok(p) => plan.agent = AgentSource::Uploaded(p),
+            Err(e) => {
+                out.text = format!("copying the agent binary: {e}");
+                return out;
+            }
+        }
+    }
+    let budget = match remote.transport {
+        TransportKind::RunCommand => RUN_COMMAND_BUDGET,
+        TransportKind::Ssh => 0,
+    };
+    let args = plan.args(budget);
+    let frame = remote
+        .run_script(
+            &vm,
+            deploy::SCRIPT,
+            &args,
+            &plan.ssh_remote_command(),
+            deadline,
+        )
+        .await;
+    match frame {
+        Err(e) => out.text = format!("the deploy script did not report: {e}"),
+        Ok(f) => {
+            out.ok = f.exit == 0 && f.get("result") == Some("ok");
+            out.text = describe(&f);
+        }
+    }
+    out
+}
+
+fn describe(f: &Frame) -> String {
+    let mut text = String::new();
+    let field = |k: &str| f.get(k).unwrap_or("-").to_owned();
+    text.push_str(&format!(
+        "{} (exit {}): commit {} (previous {})",
+        field("result"),
+        f.exit,
+        field("commit"),
+        field("previous")
+    ));
+    if let Some(c) = f.get("config") {
+        text.push_str(&format!(", agent.toml {c}"));
+    }
+    if f.flag("rolled_back") {
+        text.push_str(&format!(
+            ", rolled back ({})",
+            f.get("after_rollback").unwrap_or("not checked")
+        ));
+    }
+    if let Ok(Some(r)) = f.blob("reason") {
+        text.push_str(&format!("\n  reason: {r}"));
+    }
+    if let Ok(Some(log)) = f.blob("log") {
+        for l in log.lines() {
+            text.push_str(&format!("\n  | {l}"));
+        }
+    }
+    text
+}
+
+async fn run_plan(
+    ctx: &Ctx,
+    selection: &crate::cli::Selection,
+    plan: DeployPlan,
+    binary: Option<PathBuf>,
+    max_parallel: u16,
+    offline: bool,
+) -> anyhow::Result<u8> {
+    let vms = if offline {
+        println!(
+            "preflight skipped: --transport ssh with --host does not use Azure Resource Manager \
+             (credentials, the VM's existence, power state and guest agent are not checked)"
+        );
+        let (Some(group), Some(name), 1, 1) = (
+            selection.resource_groups.first(),
+            selection.vm_names.first(),
+            selection.resource_groups.len(),
+            selection.vm_names.len(),
+        ) else {
+            return Err(
+                UsageError("with --host, name exactly one VM with -g and -n".into()).into(),
+            );
+        };
+        let vm: VirtualMachine = serde_json::from_value(serde_json::json!({
+            "id": format!(
+                "/subscriptions/-/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}"
+            ),
+            "name": name.as_str(),
+        }))?;
+        vec![vm]
+    } else {
+        println!(
+            "subscription {} at {} (credentials work)",
+            ctx.subscription, ctx.global.arm_endpoint
+        );
+        let resolved = ctx.resolve(selection, false).await?;
+        let mut missing = false;
+        for m in &resolved.missing {
+            println!("{} ({}): not found: {}", m.vm, m.resource_group, m.message);
+            missing = true;
+        }
+        if missing || resolved.vms.is_empty() {
+            eprintln!("nothing deployed: not every selected VM exists");
+            return Ok(EXIT_DEPLOY_FAILED);
+        }
+        resolved.vms
+    };
+    let mut failed = false;
+    let verb = if plan.rollback { "rollback" } else { "deploy" };
+    for chunk in vms.chunks(usize::from(max_parallel)) {
+        let mut set = JoinSet::new();
+        for vm in chunk {
+            println!("== {verb} {} ({})", vm.name, vm.resource_group());
+            let deadline = Instant::now() + ctx.global.timeout.max(plan.gate_timeout * 3);
+            set.spawn(one(
+                ctx.remote.clone(),
+                vm.clone(),
+                plan.clone(),
+                binary.clone(),
+                offline,
+                deadline,
+            ));
+        }
+        while let Some(r) = set.join_next().await {
+            let o = r?;
+            println!("{} ({}): {}", o.vm, o.group, o.text);
+            failed |= !o.ok;
+        }
+        if failed {
+            eprintln!("{verb} failed; the remaining VMs were not touched");
+            return Ok(EXIT_DEPLOY_FAILED);
+        }
+    }
+    Ok(0)
+}
+
+/// `cryptoctl deploy`.
+pub(super) async fn run_deploy(ctx: &Ctx, args: &DeployArgs, offline: bool) -> anyhow::Result<u8> {
+    let (plan, binary) = deploy_plan(&ctx.global, args)?;
+    run_plan(
+        ctx,
+        &args.selection,
+        plan,
+        binary,
+        args.app.max_parallel,
+        offline,
+    )
+    .await
+}
+
+/// `cryptoctl rollback`.
+pub(super) async fn run_rollback(
+    ctx: &Ctx,
+    args: &RollbackArgs,
+    offline: bool,
+) -> anyhow::Result<u8> {
+    let plan = rollback_plan(args)?;
+    run_plan(
+        ctx,
+        &args.selection,
+        plan,
+        None,
+        args.app.max_parallel,
+        offline,
+    )
+    .await
+}

@@ -1,0 +1,288 @@
+#!/bin/sh
+# cryptoctl deploy/rollback script: runs once per VM as root (run-command, or ssh with sudo).
+# It prints `CRYPTOCTL-RESULT v=1 key=value ...` and, last, `CRYPTOCTL-EXIT <status>`, like the
+# fleet script. Arguments are validated by cryptoctl and only compared, quoted or decoded here,
+# never evaluated. Text files arrive base64-encoded; the agent binary arrives as a path (copied
+# before over ssh) or is fetched from a URL, and is checked against its SHA-256 either way.
+#   $1 mode: deploy | rollback        $2 app user        $3 app dir        $4 repo URL
+#   $5 ref (branch, tag or commit)     $6 skip app 0|1    $7 skip agent 0|1
+#   $8 canary: - | reset | profile:NAME                    $9 worker unit (base64)
+#   $10 worker WatchdogSec (0: none)   $11 agent source: - | url:URL | file:PATH
+#   $12 agent sha256                   $13 agent unit (b64)   $14 sysusers (b64)
+#   $15 polkit rule (b64)              $16 agent.toml (b64)   $17 force config 0|1
+#   $18 gate timeout seconds           $19 rollback commit (- : the one before the last deploy)
+#   $20 output budget in bytes (0: unlimited)
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LC_ALL=C
+export PATH LC_ALL
+umask 022
+WORKER=faucet_worker.service
+AGENT_UNIT=cryptobot-agent.service
+AGENT=/usr/local/bin/cryptobot-agent
+STATE=/var/lib/cryptobot-deploy
+UNITS=/etc/systemd/system
+mode=$1 app_user=$2 app_dir=$3 repo_url=$4 ref=$5 skip_app=$6 skip_agent=$7 canary=$8
+worker_unit=$9
+shift 9
+watchdog=$1 agent_src=$2 agent_sha=$3 agent_unit=$4 sysusers=$5 rules=$6 config=$7
+force_config=$8 gate_timeout=$9
+shift 9
+rb_commit=$1 budget=$2
+case $budget in '' | *[!0-9]*) budget=0 ;; esac
+case $gate_timeout in '' | *[!0-9]*) gate_timeout=300 ;; esac
+fields="v=1 action=$mode"
+rc=0
+work=$(mktemp -d) || exit 1
+log="$work/log"
+: >"$log"
+trap 'rm -rf "$work"' EXIT
+
+say() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >>"$log"; printf '%s\n' "$*" >&2; }
+add() { fields="$fields $1=$2"; }
+
+enc() {
+  printf 'gz:'
+  gzip -c -n <"$1" | base64 | tr -d '\n'
+}
+
+finish() {
+  printf '%s' "$reason" >"$work/reason"
+  tail -n 60 "$log" >"$work/logtail"
+  line="CRYPTOCTL-RESULT $fields"
+  [ -s "$work/reason" ] && line="$line reason=$(enc "$work/reason")"
+  full="$line log=$(enc "$work/logtail")"
+  if [ "$budget" -eq 0 ] || [ "${#full}" -le "$budget" ]; then line=$full; fi
+  printf '%s\n' "$line"
+  printf 'CRYPTOCTL-EXIT %s\n' "$rc"
+  exit "$rc"
+}
+
+die() {
+  reason=$1
+  rc=${2:-1}
+  say "FAILED: $reason"
+  add result failed
+  finish
+}
+
+reason=""
+case $mode in deploy | rollback) ;; *) mode=invalid; die "unknown mode" 64 ;; esac
+[ "$(id -u)" = 0 ] || die "the deploy script must run as root" 77
+case $app_user in '' | root | -* | *[!a-z0-9_-]*) die "bad app user" 64 ;; esac
+case $app_dir in /*) ;; *) die "bad app dir" 64 ;; esac
+case $app_dir in *[!A-Za-z0-9_./-]* | *..*) die "bad app dir" 64 ;; esac
+mkdir -p "$STATE" && chmod 755 "$STATE"
+
+as_app() { runuser -u "$app_user" -- env HOME="$app_home" "$@"; }
+git_app() { as_app git -C "$app_dir" "$@"; }
+
+# put BASE64 DEST MODE: decode to a temporary file next to DEST, then rename (atomic)
+put() {
+  mkdir -p "$(dirname "$2")"
+  printf '%s' "$1" | base64 -d >"$2.cryptoctl-new" || return 1
+  chmod "$3" "$2.cryptoctl-new" && mv -f "$2.cryptoctl-new" "$2"
+}
+
+# The bot's checkout at COMMIT, its dependencies and its unit.
+app_install() {
+  git_app checkout -q --detach "$1" || return 1
+  if [ ! -x "$app_dir/.venv/bin/python" ]; then
+    say "creating the venv"
+    as_app python3 -m venv "$app_dir/.venv" || return 1
+  fi
+  if [ -f "$app_dir/requirements.txt" ]; then
+    say "pip install -r requirements.txt"
+    as_app "$app_dir/.venv/bin/pip" install -q --disable-pip-version-check -r "$app_dir/requirements.txt" >>"$log" 2>&1 || return 1
+  fi
+  [ -f "$app_dir/.env" ] || { as_app touch "$app_dir/.env" && chmod 600 "$app_dir/.env"; }
+  put "$worker_unit" "$UNITS/$WORKER" 644 || return 1
+  if [ "$watchdog" -gt 0 ] 2>/dev/null; then
+    mkdir -p "$UNITS/$WORKER.d"
+    printf '[Service]\nWatchdogSec=%s\n' "$watchdog" >"$UNITS/$WORKER.d/watchdog.conf"
+  else
+    rm -f "$UNITS/$WORKER.d/watchdog.conf"
+  fi
+  systemctl daemon-reload && systemctl enable -q "$WORKER" || return 1
+}
+
+restart_worker() {
+  restarted_at=$(date +%s.%N)
+  systemctl reset-failed "$WORKER" 2>/dev/null
+  systemctl restart "$WORKER"
+}
+
+# gate SINCE: the agent reports the worker active with a heartbeat newer than SINCE (VM clock)
+gate() {
+  end=$(($(date +%s) + gate_timeout))
+  while :; do
+    # the running agent's report, else a one-shot check (no daemon, e.g. --skip-agent on an old VM)
+    "$AGENT" status --json >"$work/status.json" 2>/dev/null ||
+      [ -s "$work/status.json" ] || "$AGENT" check --json >"$work/status.json" 2>/dev/null
+    verdict=$(python3 -c '
+import json, sys, datetime
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception:
+    print("the agent gave no report"); sys.exit()
+hb = r.get("heartbeat") or {}
+if not r.get("service_active"):
+    print("the worker is not active"); sys.exit()
+at = hb.get("written_at")
+if not at:
+    print("no heartbeat"); sys.exit()
+t = datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+print("ok" if t > float(sys.argv[2]) else "no heartbeat since the restart")
+' "$work/status.json" "$1" 2>&1)
+    [ "$verdict" = ok ] && return 0
+    if [ "$(date +%s)" -ge "$end" ]; then
+      gate_reason="health gate failed after ${gate_timeout}s: $verdict"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+app_prev=""
+app_new=""
+agent_changed=0
+if [ "$skip_app" != 1 ] || [ "$mode" = rollback ]; then
+  app_home=$(getent passwd "$app_user" | cut -d: -f6)
+  [ -n "$app_home" ] || die "no user $app_user on the VM"
+fi
+
+if [ "$mode" = rollback ]; then
+  [ -d "$app_dir/.git" ] || die "no checkout at $app_dir"
+  target=$rb_commit
+  if [ "$target" = - ]; then
+    target=$(cat "$STATE/previous_commit" 2>/dev/null)
+    [ -n "$target" ] || die "no previous deploy is recorded in $STATE/previous_commit"
+  fi
+  case $target in *[!0-9a-f]*) die "bad commit" 64 ;; esac
+  app_prev=$(git_app rev-parse HEAD 2>/dev/null)
+  git_app cat-file -e "$target^{commit}" 2>/dev/null || git_app fetch -q origin || die "git fetch failed"
+  app_new=$(git_app rev-parse --verify -q "$target^{commit}") || die "commit $target is not in the repository"
+  say "rolling back from ${app_prev:-nothing} to $app_new"
+  app_install "$app_new" || die "installing $app_new failed"
+  restart_worker || say "systemctl restart $WORKER failed"
+  printf '%s rollback %s %s\n' "$(date +%s)" "$app_new" "$app_prev" >>"$STATE/history"
+  add commit "$app_new"
+  add previous "${app_prev:--}"
+  if gate "$restarted_at"; then
+    add result ok
+    say "healthy at $app_new"
+    finish
+  fi
+  die "$gate_reason"
+fi
+
+# --- deploy: the bot ---
+if [ "$skip_app" != 1 ]; then
+  if [ ! -d "$app_dir/.git" ]; then
+    say "cloning into $app_dir"
+    [ "$repo_url" != - ] || die "no checkout at $app_dir and no --repo-url to clone from" 64
+    parent=$(dirname "$app_dir")
+    [ -d "$parent" ] || as_app mkdir -p "$parent" || die "cannot create $parent"
+    as_app git clone -q "$repo_url" "$app_dir" >>"$log" 2>&1 || die "git clone failed"
+  else
+    app_prev=$(git_app rev-parse HEAD 2>/dev/null)
+    git_app fetch -q --prune origin >>"$log" 2>&1 || die "git fetch failed"
+  fi
+  app_new=$(git_app rev-parse --verify -q "origin/$ref^{commit}" || git_app rev-parse --verify -q "$ref^{commit}") ||
+    die "ref $ref not found"
+  say "bot: ${app_prev:-new checkout} -> $app_new"
+  if [ -n "$app_prev" ]; then
+    printf '%s\n' "$app_prev" >"$STATE/previous_commit.new" && mv -f "$STATE/previous_commit.new" "$STATE/previous_commit"
+  fi
+  printf '%s deploy %s %s\n' "$(date +%s)" "$app_new" "${app_prev:--}" >>"$STATE/history"
+  add commit "$app_new"
+  add previous "${app_prev:--}"
+  app_install "$app_new" || die "installing $app_new failed"
+  case $canary in
+    -) ;;
+    reset | profile:*)
+      env_file="$app_dir/.env"
+      grep -v -e '^CANARY_PROFILE=' -e '^CANARY_ONLY=' "$env_file" >"$work/env" || :
+      if [ "$canary" != reset ]; then
+        p=${canary#profile:}
+        case $p in '' | *[!A-Za-z0-9_.-]*) die "bad canary profile" 64 ;; esac
+        printf 'CANARY_PROFILE=%s\nCANARY_ONLY=true\n' "$p" >>"$work/env"
+      fi
+      as_app sh -c 'umask 077 && cat >"$1"' sh "$env_file.cryptoctl-new" <"$work/env" &&
+        as_app mv -f "$env_file.cryptoctl-new" "$env_file" || die "cannot write $env_file"
+      say "canary: $canary"
+      ;;
+    *) die "bad canary" 64 ;;
+  esac
+fi
+
+# --- deploy: the agent ---
+if [ "$skip_agent" != 1 ]; then
+  case $agent_src in
+    url:*)
+      say "fetching the agent"
+      curl -fsSL --max-time 300 -o "$work/agent" -- "${agent_src#url:}" >>"$log" 2>&1 || die "cannot fetch the agent binary"
+      ;;
+    file:*) cp -- "${agent_src#file:}" "$work/agent" || die "the uploaded agent binary is missing" ;;
+    *) die "no agent binary (use --agent-url over run-command)" 64 ;;
+  esac
+  [ "$(sha256sum <"$work/agent" | cut -d' ' -f1)" = "$agent_sha" ] || die "the agent binary's SHA-256 does not match"
+  case $agent_src in file:*) rm -f -- "${agent_src#file:}" ;; esac
+  install -m 755 "$work/agent" "$AGENT.cryptoctl-new" || die "cannot stage the agent"
+  [ -f "$AGENT" ] && ln -f "$AGENT" "$AGENT.previous"
+  mv -f "$AGENT.cryptoctl-new" "$AGENT" || die "cannot install the agent"
+  agent_changed=1
+  put "$sysusers" /usr/lib/sysusers.d/cryptobot-agent.conf 644 || die "cannot install sysusers"
+  put "$rules" /etc/polkit-1/rules.d/50-cryptobot-agent.rules 644 || die "cannot install the polkit rule"
+  put "$agent_unit" "$UNITS/$AGENT_UNIT" 644 || die "cannot install the agent unit"
+  conf=/etc/cryptobot/agent.toml
+  printf '%s' "$config" | base64 -d >"$work/agent.toml"
+  new_sum=$(sha256sum <"$work/agent.toml" | cut -d' ' -f1)
+  cur_sum=$(sha256sum <"$conf" 2>/dev/null | cut -d' ' -f1)
+  last_sum=$(cat "$STATE/agent.toml.sha256" 2>/dev/null)
+  if [ ! -f "$conf" ] || [ "$force_config" = 1 ] || [ "$cur_sum" = "$last_sum" ]; then
+    put "$config" "$conf" 644 || die "cannot install $conf"
+    printf '%s\n' "$new_sum" >"$STATE/agent.toml.sha256"
+    add config installed
+  elif [ "$cur_sum" = "$new_sum" ]; then
+    add config unchanged
+  else
+    say "kept the locally edited $conf (--force-config replaces it)"
+    add config kept
+  fi
+  (umask 077 && grep -E '^(APPLICATIONINSIGHTS_CONNECTION_STRING|ALERT_WEBHOOK_URL|CRYPTOBOT_ALERT_WEBHOOK|ALERT_EMAIL|SMTP_HOST|SMTP_PORT|SMTP_USER|SMTP_PASSWORD)=' \
+    "$app_dir/.env" >"$work/agent.env" 2>/dev/null || :)
+  install -m 600 -o root -g root "$work/agent.env" /etc/cryptobot/agent.env || die "cannot write agent.env"
+  systemd-sysusers >>"$log" 2>&1 || die "systemd-sysusers failed"
+  systemctl daemon-reload
+  systemctl enable -q "$AGENT_UNIT" || die "cannot enable $AGENT_UNIT"
+  systemctl restart "$AGENT_UNIT" || say "systemctl restart $AGENT_UNIT failed"
+fi
+
+if [ "$skip_app" != 1 ]; then
+  restart_worker || say "systemctl restart $WORKER failed"
+  since=$restarted_at
+else
+  since=$(date +%s.%N)
+  [ -f /tmp/cryptobot_heartbeat ] && since=0
+fi
+
+if gate "$since"; then
+  add result ok
+  say "healthy"
+  finish
+fi
+failure=$gate_reason
+say "$failure; rolling back"
+if [ -n "$app_new" ] && [ -n "$app_prev" ]; then
+  app_install "$app_prev" && restart_worker && say "bot back at $app_prev" || say "bot rollback failed"
+  printf '%s rollback %s %s\n' "$(date +%s)" "$app_prev" "$app_new" >>"$STATE/history"
+  [ -n "$app_prev" ] && printf '%s\n' "$app_prev" >"$STATE/previous_commit"
+fi
+if [ "$agent_changed" = 1 ] && [ -f "$AGENT.previous" ]; then
+  mv -f "$AGENT.previous" "$AGENT" && systemctl restart "$AGENT_UNIT" && say "agent back to the previous binary"
+fi
+add rolled_back 1
+if [ -n "$app_prev" ] || [ "$agent_changed" = 1 ]; then
+  if gate "${restarted_at:-0}"; then add after_rollback healthy; else add after_rollback unhealthy; fi
+fi
+die "$failure"

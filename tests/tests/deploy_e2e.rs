@@ -1,0 +1,346 @@
+//! `cryptoctl deploy` and `rollback` end to end: lab VMs (fresh: no bot, no agent) behind the
+//! Azure emulator, the stand-in bot's git repository bind-mounted into them. Deploys over ssh and
+//! over run-command, a ref that crashes at start (the gate fails and the deploy rolls back),
+//! `rollback` by default and with `--commit`, canary edits with hostile values, `--dry-run` and a
+//! locally edited `agent.toml`.
+
+use std::{
+    io::BufRead as _,
+    process::{Child, Command, Output, Stdio},
+};
+
+use cryptobot_tests::{
+    Lab, Vm,
+    azure_emulator::{AzureEmulator, EmulatedVm},
+    bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
+    ctl::{cryptoctl, show},
+    profile_dir,
+};
+use serde_json::Value;
+
+struct Fleet {
+    lab: Lab,
+    emu: AzureEmulator,
+    repo: BotRepo,
+    config: std::path::PathBuf,
+    /// Where run-command deploys fetch the agent from.
+    agent_url: String,
+}
+
+/// `python3 -m http.server` serving the build directory on 10.200.0.1 inside the lab's switch
+/// namespace (where the VMs' default route goes); stopped on drop.
+struct HttpServer(Child);
+
+impl HttpServer {
+    fn start(switch_netns: &str) -> (HttpServer, String) {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                switch_netns,
+                "python3",
+                "-u",
+                "-m",
+                "http.server",
+            ])
+            .args(["8765", "--bind", "10.200.0.1", "--directory"])
+            .arg(profile_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        // It prints "Serving HTTP on ..." once the socket is listening.
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("Serving HTTP"), "http.server: {line}");
+        (
+            HttpServer(child),
+            "http://10.200.0.1:8765/cryptobot-agent".to_owned(),
+        )
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fleet(n: usize) -> Fleet {
+    let repo = BotRepo::create();
+    let lab = Lab::builder()
+        .vms(n)
+        .ssh(true)
+        .worker(false)
+        .bind(&repo.dir)
+        .start();
+    let mut emu = AzureEmulator::builder();
+    for (i, vm) in lab.vms().iter().enumerate() {
+        prepare_vm(vm);
+        emu = emu.vm(EmulatedVm::lab(&format!("Bot0{}", i + 1), "BOTS-RG", vm));
+    }
+    let config = repo.dir.join("agent.toml");
+    std::fs::write(&config, FAST_AGENT_CONFIG).unwrap();
+    Fleet {
+        lab,
+        emu: emu.start(),
+        repo,
+        config,
+        agent_url: format!("file://{}", profile_dir().join("cryptobot-agent").display()),
+    }
+}
+
+impl Fleet {
+    fn ssh_args(&self) -> Vec<String> {
+        vec![
+            "--transport".into(),
+            "ssh".into(),
+            "--ssh-user".into(),
+            "root".into(),
+            "--ssh-key".into(),
+            self.lab.dir().join("id_ed25519").display().to_string(),
+            "--ssh-command".into(),
+            format!(
+                "ip netns exec {} ssh -F {}",
+                self.lab.vm(1).switch_netns,
+                self.lab.ssh_config().display()
+            ),
+        ]
+    }
+
+    /// `deploy` of `vm` with the fast agent configuration and short gate.
+    fn deploy(&self, vm: &str, ssh: bool, extra: &[&str]) -> Output {
+        let mut c = cryptoctl(&self.emu);
+        if ssh {
+            c.args(self.ssh_args());
+        }
+        c.args(["deploy", "-g", "BOTS-RG", "-n", vm, "--gate-timeout", "20s"]);
+        if !ssh {
+            let agent = profile_dir().join("cryptobot-agent");
+            c.arg("--agent-url")
+                .arg(&self.agent_url)
+                .arg("--agent-binary")
+                .arg(&agent);
+        }
+        c.arg("--repo-url")
+            .arg(self.repo.url())
+            .arg("--agent-config")
+            .arg(&self.config)
+            .args(extra)
+            .output()
+            .expect("cryptoctl deploy")
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        cryptoctl(&self.emu).args(args).output().expect("cryptoctl")
+    }
+
+    fn health(&self, vm: &str) -> Value {
+        let out = self.ctl(&["health", "-g", "BOTS-RG", "-n", vm, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+        v[0].clone()
+    }
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", show(out));
+}
+
+fn assert_healthy(f: &Fleet, vm: &str) {
+    let row = f.health(vm);
+    assert_eq!(row["status"], "HEALTHY", "{row:#}");
+    assert_eq!(row["service"], "active", "{row:#}");
+    assert_eq!(row["agent_installed"], true, "{row:#}");
+}
+
+fn active(vm: &Vm, unit: &str) -> bool {
+    vm.run(&["systemctl", "is-active", "-q", unit])
+        .status
+        .success()
+}
+
+#[test]
+fn deploy_over_both_transports_gate_rollback_and_rollback_commands() {
+    let mut f = fleet(2);
+    let (_server, url) = HttpServer::start(&f.lab.vm(1).switch_netns);
+    f.agent_url = url;
+    // Bot01 over ssh (the binary is copied), Bot02 over run-command (the VM fetches it over HTTP).
+    assert_ok(&f.deploy("Bot01", true, &[]));
+    assert_ok(&f.deploy("Bot02", false, &[]));
+    for (i, name) in [(1, "Bot01"), (2, "Bot02")] {
+        let vm = f.lab.vm(i);
+        assert!(active(vm, "faucet_worker.service"), "{name}");
+        assert!(active(vm, "cryptobot-agent.service"), "{name}");
+        assert_eq!(deployed_commit(vm), f.repo.good);
+        // Never root-owned: the checkout and its venv belong to the app user.
+        let owners = vm.sh("stat -c %U /home/azureuser/Repositories/cryptobot /home/azureuser/Repositories/cryptobot/.venv /home/azureuser/Repositories/cryptobot/.env");
+        assert!(owners.lines().all(|l| l == "azureuser"), "{owners}");
+        assert_eq!(vm.sh("stat -c %a /etc/cryptobot/agent.env").trim(), "600");
+        assert!(
+            vm.sh("ls /etc/systemd/system/faucet_worker.service.d 2>/dev/null || true")
+                .trim()
+                .is_empty()
+        );
+        assert_healthy(&f, name);
+    }
+
+    // A ref whose worker crashes at start: the gate fails, the deploy rolls back and says so.
+    let out = f.deploy("Bot01", true, &["--ref", "broken"]);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("health gate failed"), "{}", show(&out));
+    assert!(text.contains("rolled back (healthy)"), "{}", show(&out));
+    assert_eq!(deployed_commit(f.lab.vm(1)), f.repo.good);
+    assert!(
+        f.lab
+            .vm(1)
+            .read_file("/usr/local/bin/cryptobot-agent")
+            .is_ok()
+    );
+    assert_healthy(&f, "Bot01");
+
+    // v2, then `rollback` without --commit goes to the commit before the last deploy.
+    assert_ok(&f.deploy("Bot02", false, &["--ref", "v2", "--skip-agent"]));
+    assert_eq!(deployed_commit(f.lab.vm(2)), f.repo.v2);
+    let out = f.ctl(&[
+        "rollback",
+        "-g",
+        "BOTS-RG",
+        "-n",
+        "Bot02",
+        "--gate-timeout",
+        "20s",
+    ]);
+    assert_ok(&out);
+    assert_eq!(deployed_commit(f.lab.vm(2)), f.repo.good);
+    // `rollback --commit` to an explicit commit.
+    let out = f.ctl(&[
+        "rollback",
+        "-g",
+        "BOTS-RG",
+        "-n",
+        "Bot02",
+        "--gate-timeout",
+        "20s",
+        "--commit",
+        &f.repo.v2,
+    ]);
+    assert_ok(&out);
+    assert_eq!(deployed_commit(f.lab.vm(2)), f.repo.v2);
+    assert_healthy(&f, "Bot02");
+    // A commit that is not hex is a usage error before anything runs.
+    let out = f.ctl(&[
+        "rollback", "-g", "BOTS-RG", "-n", "Bot02", "--commit", "HEAD~1",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
+
+#[test]
+fn canary_dry_run_and_local_config() {
+    let f = fleet(1);
+    let vm = f.lab.vm(1);
+    assert_ok(&f.deploy("Bot01", true, &[]));
+    let env = "/home/azureuser/Repositories/cryptobot/.env";
+    let secret = "s3cr3t-token-do-not-print";
+    vm.sh(&format!(
+        "printf 'API_KEY={secret}\\nALERT_WEBHOOK_URL=http://127.0.0.1:9/hook\\nCANARY_PROFILE=old\\n' > {env}; chown azureuser {env}"
+    ));
+
+    // Without canary flags .env is left alone. (ssh with --host: no Resource Manager preflight.)
+    let out = f.deploy("Bot01", true, &["--skip-agent", "--host", &vm.ip]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("preflight skipped"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        vm.sh(&format!("cat {env}"))
+            .contains("CANARY_PROFILE=old\n")
+    );
+
+    // A profile replaces the canary lines; a reset removes them; the other lines stay.
+    assert_ok(&f.deploy(
+        "Bot01",
+        true,
+        &["--skip-agent", "--canary-profile", "fast-1"],
+    ));
+    let text = vm.sh(&format!("cat {env}"));
+    assert!(
+        text.contains("CANARY_PROFILE=fast-1\nCANARY_ONLY=true\n"),
+        "{text}"
+    );
+    assert!(!text.contains("CANARY_PROFILE=old"), "{text}");
+    assert!(text.contains(&format!("API_KEY={secret}")), "{text}");
+    assert_ok(&f.deploy("Bot01", true, &["--skip-agent", "--canary-reset"]));
+    let text = vm.sh(&format!("cat {env}"));
+    assert!(!text.contains("CANARY"), "{text}");
+
+    // Hostile values never reach the VM.
+    for bad in [
+        "x'; touch /tmp/pwned; '",
+        "a\nCANARY_ONLY=false",
+        "$(touch /tmp/pwned)",
+    ] {
+        let out = f.deploy("Bot01", true, &["--skip-agent", "--canary-profile", bad]);
+        assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    }
+    assert!(vm.run(&["test", "-e", "/tmp/pwned"]).status.code() == Some(1));
+    assert_eq!(vm.sh(&format!("cat {env}")), text);
+
+    // agent.env holds only the alerting variables.
+    assert_ok(&f.deploy("Bot01", true, &[]));
+    let agent_env = vm.sh("cat /etc/cryptobot/agent.env");
+    assert_eq!(agent_env, "ALERT_WEBHOOK_URL=http://127.0.0.1:9/hook\n");
+
+    // --dry-run changes nothing and prints no secret.
+    let listing = "find /home/azureuser/Repositories/cryptobot /etc/cryptobot /etc/systemd/system /usr/local/bin /var/lib/cryptobot-deploy -path '*/.venv' -prune -o -type f -print | sort | xargs sha256sum; git -C /home/azureuser/Repositories/cryptobot rev-parse HEAD";
+    let before = vm.sh(listing);
+    let out = f.deploy(
+        "Bot01",
+        true,
+        &["--dry-run", "--ref", "v2", "--canary-profile", "p2"],
+    );
+    assert_ok(&out);
+    assert_eq!(vm.sh(listing), before);
+    let all = show(&out);
+    assert!(all.contains("CANARY_PROFILE=p2"), "{all}");
+    assert!(all.contains("CRYPTOCTL-EXIT"), "{all}");
+    assert!(!all.contains(secret), "{all}");
+    let out = f.ctl(&[
+        "deploy",
+        "-n",
+        "Bot01",
+        "--dry-run",
+        "--skip-agent",
+        "--repo-url",
+        "https://user:s3cr3t-token-do-not-print@example.com/bot.git",
+    ]);
+    assert_ok(&out);
+    assert!(!show(&out).contains(secret), "{}", show(&out));
+
+    // A locally edited agent.toml survives a re-deploy; --force-config replaces it.
+    vm.sh("printf '# edited here\\n[daemon]\\ninterval = \"2s\"\\n' > /etc/cryptobot/agent.toml");
+    let out = f.deploy("Bot01", true, &[]);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("agent.toml kept"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        vm.sh("cat /etc/cryptobot/agent.toml")
+            .starts_with("# edited here")
+    );
+    assert_ok(&f.deploy("Bot01", true, &["--force-config"]));
+    assert_eq!(vm.sh("cat /etc/cryptobot/agent.toml"), FAST_AGENT_CONFIG);
+    // The previous agent binary is kept next to the new one.
+    assert!(
+        vm.read_file("/usr/local/bin/cryptobot-agent.previous")
+            .is_ok()
+    );
+}
