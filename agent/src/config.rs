@@ -1381,6 +1381,11 @@ mod tests {
             ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
             ("[http]\nlisten = \"8080\"\n", "http.listen"),
             ("[http]\ntoken = \"short\"\n", "http.token"),
+            (
+                "[http]\nmax_connections_per_ip = 0\n",
+                "http.max_connections_per_ip",
+            ),
+            ("[http]\nheader_timeout = \"0s\"\n", "http.header_timeout"),
             ("[grpc]\ntoken = \"has a space in it ok\"\n", "grpc.token"),
             ("[restart]\nfactor = 0\n", "restart.factor"),
             ("[restart]\nmax_delay = \"1s\"\n", "restart.max_delay"),
