@@ -8,6 +8,8 @@ bash tests/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
+# Every fuzz target for 15 s (about 2.5 minutes with the build); see tests/fuzz/run.sh.
+bash tests/fuzz/run.sh 15
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

@@ -168,6 +168,8 @@ pub struct RawHttp {
     pub token: Option<String>,
     pub public: Option<bool>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub header_timeout: Option<HumanDuration>,
     pub request_timeout: Option<HumanDuration>,
 }
 
@@ -454,9 +456,14 @@ pub struct HttpConfig {
     pub token: Option<String>,
     /// Serve `/metrics` and `/` to everyone (no token needed).
     pub public: bool,
-    /// Most connections served at once.
+    /// Most connections open at once, all clients together.
     pub max_connections: usize,
-    /// Longest time a request may take, headers included.
+    /// Most connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Longest time the request head (request line and headers) may take to arrive, also on an
+    /// idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// Longest time handling a request may take.
     pub request_timeout: Duration,
 }
 
@@ -558,7 +565,9 @@ impl Default for Config {
                 listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
                 token: None,
                 public: false,
-                max_connections: 256,
+                max_connections: 1024,
+                max_connections_per_ip: 32,
+                header_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(10),
             },
             grpc: GrpcConfig {
@@ -797,6 +806,14 @@ impl Config {
             token: token("http.token", hp.token)?,
             public: hp.public.unwrap_or(d.http.public),
             max_connections: hp.max_connections.unwrap_or(d.http.max_connections),
+            max_connections_per_ip: hp
+                .max_connections_per_ip
+                .unwrap_or(d.http.max_connections_per_ip),
+            header_timeout: positive(
+                "http.header_timeout",
+                hp.header_timeout,
+                d.http.header_timeout,
+            )?,
             request_timeout: positive(
                 "http.request_timeout",
                 hp.request_timeout,
@@ -805,6 +822,9 @@ impl Config {
         };
         if http.max_connections == 0 {
             return invalid("http.max_connections", "must be at least 1".into());
+        }
+        if http.max_connections_per_ip == 0 {
+            return invalid("http.max_connections_per_ip", "must be at least 1".into());
         }
 
         let gp = raw.grpc.unwrap_or_default();
@@ -1361,6 +1381,11 @@ mod tests {
             ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
             ("[http]\nlisten = \"8080\"\n", "http.listen"),
             ("[http]\ntoken = \"short\"\n", "http.token"),
+            (
+                "[http]\nmax_connections_per_ip = 0\n",
+                "http.max_connections_per_ip",
+            ),
+            ("[http]\nheader_timeout = \"0s\"\n", "http.header_timeout"),
             ("[grpc]\ntoken = \"has a space in it ok\"\n", "grpc.token"),
             ("[restart]\nfactor = 0\n", "restart.factor"),
             ("[restart]\nmax_delay = \"1s\"\n", "restart.max_delay"),

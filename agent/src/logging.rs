@@ -22,7 +22,11 @@ pub fn init(filter: Option<&str>, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false);
+        .with_ansi(false)
+        // A closed stderr (journald stopped: its stream socket goes away) must not matter. By
+        // default tracing-subscriber reports a failed write with `eprintln!`, which panics when
+        // stderr itself is the broken pipe and took the daemon down with it.
+        .log_internal_errors(false);
     let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.event_format(JournalFormat).try_init()
     } else {

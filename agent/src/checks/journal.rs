@@ -122,7 +122,36 @@ pub async fn probe(unit: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Pr
         ));
     }
     let entries = parse_entries(&output.stdout).map_err(ProbeError::new)?;
+    // With no journal files journalctl prints nothing and succeeds, which would read as "no
+    // errors": an empty answer only counts when the journal exists.
+    if entries.is_empty() && !journal_files_present(&JOURNAL_DIRS) {
+        return Err(ProbeError::new(
+            "no journal files in /run/log/journal or /var/log/journal (is systemd-journald running?)",
+        ));
+    }
     Ok(JournalErrors::new(since, until, entries))
+}
+
+/// Where journald keeps its files: volatile, then persistent.
+const JOURNAL_DIRS: [&str; 2] = ["/run/log/journal", "/var/log/journal"];
+
+/// Whether any of `dirs` holds a journal file (directly or in a machine-id directory).
+pub fn journal_files_present(dirs: &[&str]) -> bool {
+    let is_journal = |p: &std::path::Path| {
+        p.extension()
+            .is_some_and(|e| e == "journal" || e == "journal~")
+    };
+    dirs.iter().any(|dir| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            is_journal(&path)
+                || std::fs::read_dir(&path)
+                    .is_ok_and(|inner| inner.flatten().any(|f| is_journal(&f.path())))
+        })
+    })
 }
 
 /// Parses `journalctl -o json` output: one JSON object per line.
@@ -191,6 +220,17 @@ pub fn assess(reading: &Probe<JournalErrors>) -> CheckOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_files_are_found_in_machine_id_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_owned();
+        assert!(!journal_files_present(&[&root, "/nonexistent-journal-dir"]));
+        std::fs::create_dir(dir.path().join("0123abcd")).unwrap();
+        assert!(!journal_files_present(&[&root]));
+        std::fs::write(dir.path().join("0123abcd/system.journal"), b"").unwrap();
+        assert!(journal_files_present(&["/nonexistent-journal-dir", &root]));
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0).unwrap()

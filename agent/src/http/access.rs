@@ -104,6 +104,8 @@ mod tests {
             token: token.map(str::to_owned),
             public,
             max_connections: 4,
+            max_connections_per_ip: 4,
+            header_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
         }
     }

@@ -5,9 +5,12 @@
 //! [`AgentHandle`]; no request ever runs a probe. Connections are served by an accept loop of our
 //! own (rather than `axum::serve`) so that every limit is explicit:
 //!
-//! - at most `max_connections` connections at once: the loop takes a semaphore permit before it
-//!   accepts, so further clients wait in the kernel's backlog;
-//! - request headers must arrive within `request_timeout` (also on idle keep-alive connections)
+//! - the loop accepts every connection at once and admits it only under two caps ([`limits`]):
+//!   `max_connections` open connections in all and `max_connections_per_ip` from one client
+//!   address; a connection over a cap is answered `503`/`429` without waiting and closed. Slow or
+//!   silent clients therefore use up only their own address's share and `/health` stays
+//!   answerable for everyone else (never a queue in front of the accept call that they could fill);
+//! - the request head must arrive within `header_timeout` (also on idle keep-alive connections)
 //!   and fit in [`MAX_HEADER_BYTES`]; hyper answers 431 or closes the connection otherwise;
 //! - handling a request may take at most `request_timeout` (a tower timeout);
 //! - on shutdown the loop stops accepting, every connection finishes its current response and
@@ -19,6 +22,7 @@ pub mod access;
 mod chart;
 mod errors;
 mod health;
+pub mod limits;
 mod metrics;
 mod page;
 mod prometheus;
@@ -36,7 +40,7 @@ use axum::{
 };
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt as _};
 
@@ -72,9 +76,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
     let request_timeout = config.request_timeout;
-    let permits = Arc::new(Semaphore::new(
-        config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
+    let limits =
+        limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let config_header_timeout = config.header_timeout;
     let router = router(AppState {
         handle,
         config: Arc::new(config),
@@ -82,7 +86,7 @@ pub async fn serve(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(request_timeout)
+        .header_read_timeout(config_header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
@@ -91,19 +95,12 @@ pub async fn serve(
 
     let mut connections = JoinSet::new();
     loop {
-        let permit = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
                 log_connection_end(done);
                 continue;
             }
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -113,6 +110,15 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let permit = match limits.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                // Best effort and never waiting: a full socket buffer just loses the answer.
+                let _ = stream.try_write(refusal.answer());
+                tracing::debug!(%peer, ?refusal, "http connection refused");
+                continue;
+            }
         };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {

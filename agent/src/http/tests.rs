@@ -29,6 +29,8 @@ fn config() -> HttpConfig {
         token: None,
         public: false,
         max_connections: 16,
+        max_connections_per_ip: 16,
+        header_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
     }
 }
@@ -440,7 +442,7 @@ async fn garbage_never_breaks_the_server() {
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     let mut cfg = config();
-    cfg.request_timeout = Duration::from_millis(300);
+    cfg.header_timeout = Duration::from_millis(300);
     let server = start(Status::Healthy, cfg).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
@@ -466,12 +468,13 @@ async fn slow_headers_are_cut_off() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait() {
+async fn connections_beyond_a_limit_are_refused_at_once() {
     let mut cfg = config();
-    cfg.max_connections = 1;
+    cfg.max_connections = 2;
+    cfg.max_connections_per_ip = 1;
     let server = start(Status::Healthy, cfg).await;
 
-    // The first connection is served and stays open (keep-alive), holding the only slot.
+    // The first connection is served and stays open (keep-alive), holding 127.0.0.1's only slot.
     let mut first = TcpStream::connect(server.addr).await.unwrap();
     first
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -479,27 +482,70 @@ async fn connections_beyond_the_limit_wait() {
         .unwrap();
     assert_eq!(read_response(&mut first).await.status, 200);
 
-    // The second is connected by the kernel but not served while the first is open.
+    // A second one from the same address is answered 429 and closed without waiting.
     let mut second = TcpStream::connect(server.addr).await.unwrap();
-    second
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut byte = [0u8; 1];
-    assert!(
-        timeout(Duration::from_millis(300), second.read(&mut byte))
-            .await
-            .is_err(),
-        "a second connection was served beyond max_connections = 1"
-    );
-
-    drop(first);
     let mut out = Vec::new();
     timeout(PATIENCE, second.read_to_end(&mut out))
         .await
-        .expect("the waiting connection is served once the first closes")
+        .expect("the refused connection is closed")
+        .ok();
+    assert!(
+        out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 429"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Another address still gets the remaining global slot.
+    let third = tokio::net::TcpSocket::new_v4().unwrap();
+    third.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut third = third.connect(server.addr).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
         .unwrap();
-    assert_eq!(parse(&out).status, 200);
+    assert_eq!(read_response(&mut third).await.status, 200);
+
+    // Both global slots are taken now: a fourth address is refused with 503.
+    let fourth = tokio::net::TcpSocket::new_v4().unwrap();
+    fourth.bind("127.0.0.4:0".parse().unwrap()).unwrap();
+    let mut fourth = fourth.connect(server.addr).await.unwrap();
+    let mut out = Vec::new();
+    timeout(PATIENCE, fourth.read_to_end(&mut out))
+        .await
+        .expect("the refused connection is closed")
+        .ok();
+    assert!(
+        out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Once the first closes, its address is served again.
+    drop(first);
+    wait_for_free_slot(server.addr).await;
+}
+
+/// Retries `GET /health` from 127.0.0.1 until it is served (the closed connection's slot is freed
+/// when the server notices the close, an event this side cannot observe directly).
+async fn wait_for_free_slot(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = timeout(PATIENCE, stream.read_to_end(&mut out)).await;
+        if String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test]

@@ -116,9 +116,12 @@ impl BackoffState {
             Some(last) if last > down_since => last,
             _ => down_since,
         };
-        from + chrono::Duration::seconds(
-            i64::try_from(self.backoff_seconds).unwrap_or(i64::MAX / 2),
-        )
+        // The file may hold any number: a delay beyond chrono's range means "never", not a panic.
+        i64::try_from(self.backoff_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|delay| from.checked_add_signed(delay))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Takes systemd's `NRestarts` into account: each increase is an automatic restart at `now`. A
@@ -138,7 +141,10 @@ impl BackoffState {
 
     /// Restarts within `window` before `now`.
     pub fn restarts_within(&self, now: DateTime<Utc>, window: Duration) -> u32 {
-        let start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let start = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let n = self
             .recent_restarts
             .iter()
@@ -175,6 +181,23 @@ pub fn next_delay(current: u64, cfg: &RestartConfig) -> u64 {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// Found by the `backoff_state` fuzz target: a huge `backoff_seconds` in the file panicked in
+    /// `chrono::Duration::seconds` (and a late base time overflowed the addition).
+    #[test]
+    fn absurd_delays_from_the_file_do_not_panic() {
+        let now = Utc::now();
+        for text in [
+            r#"{"backoff_seconds":18446744073709551615}"#,
+            r#"{"backoff_seconds":9223372036854775807}"#,
+            r#"{"backoff_seconds":9223372036854775,"last_restart_time":"9999-12-31T23:59:59Z"}"#,
+        ] {
+            let state: BackoffState = serde_json::from_str(text).unwrap();
+            assert!(state.due_at(now) > now, "{text}");
+        }
+        let state = BackoffState::new(&cfg());
+        assert_eq!(state.restarts_within(now, Duration::MAX), 0);
+    }
 
     fn cfg() -> RestartConfig {
         Config::default().restart

@@ -354,13 +354,6 @@ impl ArmClient {
         first: Url,
         deadline: Instant,
     ) -> Result<Vec<T>, ArmError> {
-        #[derive(serde::Deserialize)]
-        struct Page<T> {
-            #[serde(default = "Vec::new")]
-            value: Vec<T>,
-            #[serde(rename = "nextLink")]
-            next_link: Option<String>,
-        }
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -372,7 +365,7 @@ impl ArmClient {
                     message: "more than 10000 pages".into(),
                 });
             }
-            let page: Page<T> = self.get_json(&url, deadline).await?;
+            let page: ListPage<T> = self.get_json(&url, deadline).await?;
             out.extend(page.value);
             next = match page.next_link.filter(|l| !l.is_empty()) {
                 Some(l) => Some(self.follow(&l)?),
@@ -381,6 +374,17 @@ impl ArmClient {
         }
         Ok(out)
     }
+}
+
+/// One page of an ARM list: the items and the link to the next page.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListPage<T> {
+    /// The items of this page.
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    /// The next page, if any.
+    #[serde(rename = "nextLink")]
+    pub next_link: Option<String>,
 }
 
 /// An error with its sources, on one line.
