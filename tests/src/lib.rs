@@ -18,14 +18,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The cargo profile directory holding the workspace's binaries (`target/debug`).
+/// The cargo profile directory holding the workspace's binaries (`target/debug`, or
+/// `target/release` for the benchmark binary).
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary in target/<profile>/deps");
+    // a test binary lives in target/<profile>/deps, a binary of this crate in target/<profile>
+    let parent = exe.parent().expect("binary in target/<profile>");
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent
+            .parent()
+            .expect("test binary in target/<profile>/deps")
+    } else {
+        parent
+    };
     dir.to_path_buf()
 }
 
