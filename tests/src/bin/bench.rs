@@ -953,9 +953,11 @@ fn bench_fleet(o: &Opts, md: &mut String) -> Result<()> {
             .args(["--output", "json"])
             .output()?;
         let wall = t.elapsed().as_secs_f64();
-        let healthy = String::from_utf8_lossy(&out.stdout)
-            .matches("\"HEALTHY\"")
-            .count();
+        let healthy = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .map(|a| a.iter().filter(|r| r["status"] == "HEALTHY").count())
+            .unwrap_or(0);
         if label == "1" {
             one = wall;
         }
