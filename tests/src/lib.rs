@@ -19,7 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The cargo profile directory holding the workspace's binaries (`target/debug`).
+/// The cargo profile directory holding the workspace's binaries (`target/debug`, or
+/// `target/release` for the benchmark binary).
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test binary>, or target/<profile>/<program> (the demo)
