@@ -1240,9 +1240,16 @@ fn positive(
         Some(HumanDuration(d)) if d.is_zero() => {
             Err((key.to_owned(), "must be longer than zero".into()))
         }
+        // Far beyond any sensible setting, and keeps time arithmetic away from overflow.
+        Some(HumanDuration(d)) if d > MAX_DURATION => {
+            Err((key.to_owned(), "must be at most 10 years".into()))
+        }
         Some(HumanDuration(d)) => Ok(d),
     }
 }
+
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 /// A systemd service unit name: `name.service` with the characters systemd allows in unit names.
 pub fn validate_unit_name(unit: &str) -> Result<(), String> {
@@ -1379,6 +1386,10 @@ mod tests {
                 "heartbeat.stale_after",
             ),
             ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
+            (
+                "[journal]\nmax_lookback = \"500000years\"\n",
+                "journal.max_lookback",
+            ),
             ("[http]\nlisten = \"8080\"\n", "http.listen"),
             ("[http]\ntoken = \"short\"\n", "http.token"),
             (

@@ -1,7 +1,7 @@
 //! Entry point: parse the command line, start logging, run the command, map the result to an exit
 //! code (0-3 for health statuses, 64 usage, 78 configuration, 70 anything else).
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 use cryptobot_agent::{
@@ -35,14 +35,15 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // stderr may be gone (journald stopped): never panic on the way out
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
