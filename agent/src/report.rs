@@ -167,20 +167,50 @@ impl Report {
 
     /// The original's text layout.
     pub fn to_text(&self) -> String {
+        TextSummary {
+            timestamp: &self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
+            status: self.status.as_str(),
+            service_active: self.service_active,
+            service_running: self.service_running,
+            crash_count: self.crash_count.map(u64::from),
+            disk_usage_percent: self.disk_usage_percent.map(u64::from),
+            memory_usage_percent: self.memory_usage_percent.map(u64::from),
+            heartbeat_age_seconds: self.heartbeat_age_seconds,
+            alerts: &self.alerts,
+        }
+        .render()
+    }
+}
+
+/// The fields of the original's text layout, from a [`Report`] or from the agent's gRPC status
+/// (so `check` and `status` print the same lines from one renderer).
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct TextSummary<'a> {
+    pub timestamp: &'a str,
+    pub status: &'a str,
+    pub service_active: Option<bool>,
+    pub service_running: Option<bool>,
+    pub crash_count: Option<u64>,
+    pub disk_usage_percent: Option<u64>,
+    pub memory_usage_percent: Option<u64>,
+    pub heartbeat_age_seconds: Option<i64>,
+    pub alerts: &'a [String],
+}
+
+impl TextSummary<'_> {
+    /// The layout: header, 60 `=`, one line per value (`unknown` for a value not read), alerts.
+    pub fn render(&self) -> String {
         fn or_unknown<T: std::fmt::Display>(v: Option<T>, suffix: &str) -> String {
             v.map_or_else(|| "unknown".to_owned(), |v| format!("{v}{suffix}"))
         }
         let py_bool = |b: Option<bool>| match b {
-            Some(true) => "True".to_owned(),
-            Some(false) => "False".to_owned(),
-            None => "unknown".to_owned(),
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "unknown",
         };
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\nHealth Check Results ({})",
-            self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false)
-        );
+        let _ = writeln!(out, "\nHealth Check Results ({})", self.timestamp);
         let _ = writeln!(out, "{}", "=".repeat(60));
         let _ = writeln!(out, "Overall Status: {}", self.status);
         let _ = writeln!(out, "Service Active: {}", py_bool(self.service_active));
@@ -205,7 +235,7 @@ impl Report {
             let _ = writeln!(out, "\n✅ No alerts");
         } else {
             let _ = writeln!(out, "\nAlerts:");
-            for a in &self.alerts {
+            for a in self.alerts {
                 let _ = writeln!(out, "  • {a}");
             }
         }

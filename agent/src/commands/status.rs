@@ -11,6 +11,7 @@ use cryptobot_proto::v1 as pb;
 use crate::{
     cli::StatusArgs,
     client::{Client, ClientError},
+    report::TextSummary,
 };
 
 /// How many of the newest events the text shows.
@@ -65,40 +66,18 @@ fn event_word(kind: pb::EventKind) -> &'static str {
 
 /// The text of `status`: `check`'s layout, then the daemon's state.
 pub fn to_text(s: &pb::AgentStatus) -> String {
-    fn or_unknown<T: std::fmt::Display>(v: Option<T>, suffix: &str) -> String {
-        v.map_or_else(|| "unknown".to_owned(), |v| format!("{v}{suffix}"))
+    let mut out = TextSummary {
+        timestamp: &s.timestamp,
+        status: status_word(s.status()),
+        service_active: s.service_active,
+        service_running: s.service_running,
+        crash_count: s.crash_count.map(u64::from),
+        disk_usage_percent: s.disk_usage_percent.map(u64::from),
+        memory_usage_percent: s.memory_usage_percent.map(u64::from),
+        heartbeat_age_seconds: s.heartbeat_age_seconds,
+        alerts: &s.alerts,
     }
-    let py_bool = |b: Option<bool>| match b {
-        Some(true) => "True",
-        Some(false) => "False",
-        None => "unknown",
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "\nHealth Check Results ({})", s.timestamp);
-    let _ = writeln!(out, "{}", "=".repeat(60));
-    let _ = writeln!(out, "Overall Status: {}", status_word(s.status()));
-    let _ = writeln!(out, "Service Active: {}", py_bool(s.service_active));
-    let _ = writeln!(out, "Service Running: {}", py_bool(s.service_running));
-    let _ = writeln!(out, "Crash Count: {}", or_unknown(s.crash_count, ""));
-    let _ = writeln!(out, "Disk Usage: {}", or_unknown(s.disk_usage_percent, "%"));
-    let _ = writeln!(
-        out,
-        "Memory Usage: {}",
-        or_unknown(s.memory_usage_percent, "%")
-    );
-    let _ = writeln!(
-        out,
-        "Heartbeat Age: {}",
-        or_unknown(s.heartbeat_age_seconds, "s")
-    );
-    if s.alerts.is_empty() {
-        let _ = writeln!(out, "\n✅ No alerts");
-    } else {
-        let _ = writeln!(out, "\nAlerts:");
-        for a in &s.alerts {
-            let _ = writeln!(out, "  • {a}");
-        }
-    }
+    .render();
 
     let _ = writeln!(out, "\nAgent");
     let _ = writeln!(out, "{}", "-".repeat(60));
