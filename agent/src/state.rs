@@ -39,10 +39,24 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 /// Writes `bytes` to `path` atomically, creating the directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes to `path` atomically what `write` produces, streamed through a small buffer into the
+/// temporary file (no copy of the whole content in memory). When `write` fails, the temporary file
+/// is removed and `path` keeps its old content.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    let mut out = std::io::BufWriter::new(tmp);
+    write(&mut out)?;
+    let tmp = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
@@ -92,12 +106,11 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
 
 /// Saves a JSON state file atomically.
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Io {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes).map_err(|source| StateError::Io {
+    write_atomic_with(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
+    .map_err(|source| StateError::Io {
         path: path.to_owned(),
         source,
     })

@@ -54,6 +54,14 @@ pub const POLICY_FILE: &str = "alert_state.json";
 /// The directory of the outbox files under the state directory.
 pub const OUTBOX_DIR: &str = "alerts";
 
+/// Least time between two writes of a notification outbox (a crash loses at most this much).
+const NOTIFICATION_WRITE_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Least time between two writes of the telemetry outbox: it holds up to `queue_size` items (a
+/// few megabytes when Application Insights is unreachable for long), and losing a few seconds of
+/// telemetry in a crash matters less than rewriting it after every check.
+const TELEMETRY_WRITE_GAP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A notification sink (one per configured webhook, plus email).
 #[derive(Debug)]
 enum NotifySink {
@@ -147,7 +155,7 @@ impl Alerter {
                     SinkStatus::new(name, kind, target),
                 );
                 let sink = Arc::new(sink);
-                tasks.push(outbox.spawn_persister(shutdown.child_token()));
+                tasks.push(outbox.spawn_persister(NOTIFICATION_WRITE_GAP, shutdown.child_token()));
                 tasks.push(tokio::spawn(queue::notification_worker(
                     outbox.clone(),
                     sink.clone(),
@@ -180,7 +188,7 @@ impl Alerter {
                     ai.queue_size,
                     SinkStatus::new("appinsights", "appinsights", client.host()),
                 );
-                tasks.push(outbox.spawn_persister(shutdown.child_token()));
+                tasks.push(outbox.spawn_persister(TELEMETRY_WRITE_GAP, shutdown.child_token()));
                 tasks.push(tokio::spawn(appinsights::worker(
                     outbox.clone(),
                     client.clone(),

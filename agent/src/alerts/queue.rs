@@ -20,7 +20,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::notification::Notification;
-use crate::state::{load_json, save_json};
+use crate::state::{load_json, write_atomic_with};
 
 /// What a sink reports in the status outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -296,19 +296,32 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Outbox<T> 
         let me = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             let file = me.snapshot_file();
-            save_json(&me.path, &file)
+            // Compact and streamed: a full telemetry queue is megabytes of JSON.
+            write_atomic_with(&me.path, |w| {
+                serde_json::to_writer(&mut *w, &file).map_err(std::io::Error::other)
+            })
         })
         .await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(message = "Cannot save the alert outbox.", error = %e),
+            Ok(Err(e)) => tracing::error!(
+                message = "Cannot save the alert outbox.",
+                path = %self.path.display(),
+                error = %e
+            ),
             Err(e) => tracing::error!(message = "Outbox writer failed.", error = %e),
         }
     }
 
-    /// Writes the outbox after every change (the latest content; intermediate states may be
-    /// skipped), and once more when `shutdown` is cancelled.
-    pub fn spawn_persister(self: &Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+    /// Writes the outbox after changes, and once more when `shutdown` is cancelled. Writes are at
+    /// least `min_gap` apart: the changes of that interval go out in one write of the latest
+    /// content, so a sink that is down while items keep coming costs one write per `min_gap`, not
+    /// one per item (a crash loses at most the last `min_gap` of changes).
+    pub fn spawn_persister(
+        self: &Arc<Self>,
+        min_gap: Duration,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
         let me = self.clone();
         let mut changed = self.changed.subscribe();
         tokio::spawn(async move {
@@ -318,7 +331,11 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Outbox<T> 
                         if r.is_err() { break; }
                         me.persist().await;
                     }
-                    _ = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => break,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(min_gap) => {}
+                    () = shutdown.cancelled() => break,
                 }
             }
             me.persist().await;
@@ -417,7 +434,7 @@ mod tests {
         let ob: Arc<Outbox<String>> =
             Outbox::load(path.clone(), 3, SinkStatus::new("x", "generic", "h"));
         let stop = CancellationToken::new();
-        let persister = ob.spawn_persister(stop.clone());
+        let persister = ob.spawn_persister(Duration::from_millis(10), stop.clone());
         let now = Utc::now();
         for i in 0..5 {
             ob.push(format!("n{i}"), now);
