@@ -11,6 +11,7 @@ pub mod azure_emulator;
 pub mod bot;
 pub mod ctl;
 pub mod lab;
+pub mod pty;
 
 pub use lab::{Lab, LabBuilder, Vm};
 
