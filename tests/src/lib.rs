@@ -12,6 +12,7 @@ pub mod bot;
 pub mod ctl;
 pub mod lab;
 pub mod pty;
+pub mod webhook;
 
 pub use lab::{Lab, LabBuilder, Vm};
 
