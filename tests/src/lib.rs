@@ -11,6 +11,8 @@ pub mod azure_emulator;
 pub mod bot;
 pub mod ctl;
 pub mod lab;
+pub mod pty;
+pub mod webhook;
 
 pub use lab::{Lab, LabBuilder, Vm};
 

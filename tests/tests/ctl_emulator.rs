@@ -1,9 +1,11 @@
 //! cryptoctl against the Azure emulator alone (synthetic VMs, no lab): paging, the JSON schema,
-//! throttling and server errors, conflicts, credentials and usage errors.
+//! throttling and server errors, conflicts, credentials and usage errors, a guest agent that is not
+//! Ready, the Windows run-command result, and the progress bar on a terminal.
 
 use cryptobot_tests::{
     azure_emulator::{AzureEmulator, EmulatedVm, Faults},
-    ctl::{run, show},
+    ctl::{cryptoctl, run, show},
+    pty::Pty,
 };
 use serde_json::Value;
 
@@ -340,4 +342,143 @@ fn retry_after_of_a_running_command_is_honoured() {
         .filter(|s| s.method == "GET" && s.uri.contains("/operations/"))
         .count();
     assert!(polls <= 2, "{polls} polls despite Retry-After");
+}
+
+#[test]
+fn a_guest_agent_that_is_not_ready_is_unknown_without_a_run_command() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("ready01", "RG"))
+        .vm(EmulatedVm::synthetic("noagent01", "RG").guest_agent_ready(false))
+        .vm(EmulatedVm::synthetic("ready02", "RG"))
+        .vm(EmulatedVm::synthetic("off01", "RG-OFF").power("deallocated"))
+        .start();
+    let out = run(&emu, &["health", "-g", "RG", "--output", "json"]);
+    // UNKNOWN is the worst status here
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let v = json(&out);
+    let row = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vm"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {v:#}"))
+            .clone()
+    };
+    let stuck = row("noagent01");
+    assert_eq!(stuck["status"], "UNKNOWN", "{stuck:#}");
+    assert_eq!(
+        stuck["reason"],
+        "unreachable: the Azure guest agent is not ready (Not Ready: VM Agent is unresponsive.)"
+    );
+    assert_eq!(stuck["power_state"], "running");
+    assert_eq!(stuck["report"], Value::Null, "{stuck:#}");
+    for name in ["ready01", "ready02"] {
+        let r = row(name);
+        assert_eq!(r["status"], "HEALTHY", "{r:#}");
+        assert_eq!(r["service"], "active", "{r:#}");
+    }
+    let seen = emu.seen();
+    let posts = |vm: &str| {
+        seen.iter()
+            .filter(|s| s.method == "POST" && s.uri.contains(&format!("/{vm}/runCommand")))
+            .count()
+    };
+    assert_eq!(posts("noagent01"), 0, "a run-command was attempted");
+    assert_eq!((posts("ready01"), posts("ready02")), (1, 1));
+    assert!(
+        emu.scripts().iter().all(|(vm, _)| vm != "noagent01"),
+        "{:?}",
+        emu.scripts()
+    );
+
+    // the table says why; a CRITICAL VM elsewhere is worse than UNKNOWN
+    let out = run(&emu, &["health", "-g", "RG", "-g", "RG-OFF"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unreachable: the Azure guest agent is not ready"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 VMs: 2 HEALTHY, 0 WARNING, 1 CRITICAL, 1 UNKNOWN"),
+        "{text}"
+    );
+
+    // once the guest agent is Ready again, the VM is asked like any other
+    emu.set_vm("noagent01", |vm| vm.guest_agent_ready = true);
+    let out = run(&emu, &["health", "-n", "noagent01", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(json(&out)[0]["status"], "HEALTHY");
+}
+
+#[test]
+fn a_windows_run_command_result_is_parsed() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("win01", "RG").windows())
+        .vm(EmulatedVm::synthetic("lin01", "RG"))
+        .start();
+    let out = run(&emu, &["vms", "-g", "RG", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    assert_eq!(v[0]["vm"], "lin01");
+    assert_eq!(v[0]["os_type"], "Linux");
+    assert_eq!(v[1]["vm"], "win01");
+    assert_eq!(v[1]["os_type"], "Windows");
+    // the result arrives as two statuses (StdOut, StdErr) with CRLF line ends; a Linux-only
+    // parser would find no `[stdout]` frame and make the VM UNKNOWN
+    let out = run(&emu, &["health", "-g", "RG", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    for r in v.as_array().unwrap() {
+        assert_eq!(r["status"], "HEALTHY", "{r:#}");
+        assert_eq!(r["report_source"], "status", "{r:#}");
+        assert_eq!(r["report"]["agent"]["hostname"], r["vm"], "{r:#}");
+    }
+    let out = run(&emu, &["logs", "-n", "win01", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = json(&out)[0]["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("faucet_worker[1]: started"), "{text}");
+}
+
+/// What a progress bar draws: its bar characters and terminal control sequences.
+fn has_progress_marks(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.contains('\u{2588}') || text.contains('\u{2591}') || text.contains('\u{1b}')
+}
+
+#[test]
+fn the_progress_bar_is_drawn_on_a_terminal_only() {
+    let mut b = AzureEmulator::builder();
+    for i in 1..=3 {
+        b = b.vm(EmulatedVm::synthetic(&format!("node{i:02}"), "RG"));
+    }
+    let emu = b.start();
+    emu.set_faults(|f| f.synthetic_run_time = std::time::Duration::from_millis(500));
+    let args = ["health", "-g", "RG", "--output", "json"];
+
+    // stderr on a terminal: the bar is drawn there, then cleared; stdout stays clean JSON
+    let mut cmd = cryptoctl(&emu);
+    cmd.args(args);
+    let out = Pty::open(24, 100)
+        .expect("a pseudo-terminal")
+        .run_with_stderr(cmd)
+        .expect("run cryptoctl");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let terminal = String::from_utf8_lossy(&out.stderr);
+    assert!(terminal.contains("/3 VMs"), "{terminal:?}");
+    assert!(terminal.contains('\u{2591}'), "no bar: {terminal:?}");
+    assert!(terminal.contains("\u{1b}["), "never cleared: {terminal:?}");
+    assert!(!has_progress_marks(&out.stdout), "{}", show(&out));
+    assert_eq!(json(&out).as_array().unwrap().len(), 3);
+
+    // stderr not a terminal: nothing of the bar
+    let out = run(&emu, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!has_progress_marks(&out.stderr), "{}", show(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("VMs"),
+        "{}",
+        show(&out)
+    );
+    assert!(!has_progress_marks(&out.stdout), "{}", show(&out));
 }

@@ -3,6 +3,9 @@
 //!
 //! APPSERVRG: DevNode01 (agent daemon running, healthy worker), DevNode02 (worker stopped);
 //! BOTS-RG: Bot03 (no agent installed), Stopped04 (deallocated), Lost05 (unreachable).
+//!
+//! `health --alert` has a lab of its own: the agents' webhook points at a receiver the test runs in
+//! the lab's switch namespace, so what the agents send is seen where it arrives.
 
 use std::{
     process::Output,
@@ -11,11 +14,12 @@ use std::{
 
 use cryptobot_tests::{
     Lab, Vm,
-    agent::start_agent,
+    agent::{AGENT_CONFIG, start_agent},
     agent_bin,
     azure_emulator::{AzureEmulator, EmulatedVm},
     ctl::{cryptoctl, run, show},
     profile_dir, wait_until,
+    webhook::WebhookReceiver,
 };
 use serde_json::Value;
 
@@ -218,6 +222,65 @@ fn health_over_ssh() {
     assert_eq!(json(&out)[0]["service"], "inactive");
     let out = f.run_ssh(&["health", "-g", "APPSERVRG", "--host", &host]);
     assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
+
+#[test]
+fn health_alert_has_each_agent_send_its_alerts() {
+    let lab = Lab::start(2);
+    for vm in lab.vms() {
+        vm.wait_active_state(WORKER, "active", Duration::from_secs(20));
+    }
+    // 10.200.0.1 is the switch's address, the VMs' default gateway
+    let hook = WebhookReceiver::start_in(&lab.vm(1).switch_netns, "10.200.0.1");
+    let config = format!(
+        "[[alerts.webhook]]\nkind = \"generic\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    for vm in lab.vms() {
+        vm.write_file(AGENT_CONFIG, &config);
+    }
+    lab.vm(1).systemctl("stop faucet_worker");
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::lab("Sick01", "ALERTRG", lab.vm(1)))
+        .vm(EmulatedVm::lab("Fine02", "ALERTRG", lab.vm(2)))
+        .start();
+    let args = ["health", "-g", "ALERTRG", "--output", "json"];
+
+    // without --alert: the reports only; every agent has finished when cryptoctl returns
+    let out = run(&emu, &args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v = json(&out);
+    assert_eq!(row(&v, "Sick01")["status"], "CRITICAL", "{v:#}");
+    assert_eq!(row(&v, "Fine02")["service"], "active", "{v:#}");
+    let early: Vec<String> = hook.received().into_iter().map(|d| d.body).collect();
+    assert!(early.is_empty(), "sent without --alert: {early:?}");
+
+    // with --alert: the sick VM's agent notifies before its check returns (alerts.check_wait)
+    let alert_args = [&args[..], &["--alert"]].concat();
+    let out = run(&emu, &alert_args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let v = json(&out);
+    let sick = row(&v, "Sick01");
+    assert_eq!(sick["status"], "CRITICAL", "{sick:#}");
+    assert_eq!(sick["report_source"], "check", "{sick:#}");
+    assert_eq!(sick["warnings"], Value::Array(vec![]), "{sick:#}");
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].path, "/hook");
+    let body: Value = serde_json::from_str(&got[0].body).expect("a JSON payload");
+    assert_eq!(body["status"], "CRITICAL", "{body:#}");
+    assert_eq!(body["notification"]["host"], lab.vm(1).name, "{body:#}");
+    assert!(
+        got[0].body.contains("Service is not active"),
+        "{}",
+        got[0].body
+    );
+
+    // the agents' notification state persists on the VM: the same problem is not sent twice
+    let out = run(&emu, &alert_args);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let again: Vec<String> = hook.received().into_iter().map(|d| d.body).collect();
+    assert!(again.is_empty(), "sent again: {again:?}");
 }
 
 fn agent_has(vm: &Vm, command: &str) -> bool {

@@ -4,7 +4,12 @@
 //! a long-running operation (202 + `Azure-AsyncOperation` + `Location`, `InProgress` then
 //! `Succeeded`, the final result from `Location`, Linux `[stdout]`/`[stderr]` framing in one
 //! message, only the last 4096 bytes of stdout, no exit code, one run-command at a time per VM with
-//! 409 otherwise), throttling headers, and 429/500 on demand.
+//! 409 otherwise), throttling headers, and 429/500 on demand. A VM can say its guest agent is not
+//! Ready (run-command would then fail on Azure; here the emulator keeps answering, so a client that
+//! tries anyway is visible in [`AzureEmulator::seen`]). A VM whose `osType` is Windows answers with
+//! the Windows result shape (one `ComponentStatus/StdOut/succeeded` and one
+//! `ComponentStatus/StdErr/succeeded` status, CRLF line ends); Azure itself refuses
+//! `RunShellScript` there, so this exercises a client's result parsing only.
 //!
 //! A VM is backed by a lab VM (each script runs as root inside it: `bash -s` with the script on
 //! stdin and the parameters as `$1..`), by nothing (a synthetic VM answering a canned healthy
@@ -58,6 +63,8 @@ pub struct EmulatedVm {
     pub power: String,
     /// Whether the guest agent says Ready.
     pub guest_agent_ready: bool,
+    /// `Linux` or `Windows`.
+    pub os_type: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
     /// The public IP address (the lab VM's address for a lab VM).
@@ -75,6 +82,7 @@ impl EmulatedVm {
             size: "Standard_B2s".to_owned(),
             power: "running".to_owned(),
             guest_agent_ready: true,
+            os_type: "Linux".to_owned(),
             tags: BTreeMap::new(),
             public_ip: None,
             backend,
@@ -101,6 +109,18 @@ impl EmulatedVm {
     /// Sets the power state code.
     pub fn power(mut self, code: &str) -> EmulatedVm {
         self.power = code.to_owned();
+        self
+    }
+
+    /// Sets whether the guest agent says Ready (it does by default).
+    pub fn guest_agent_ready(mut self, ready: bool) -> EmulatedVm {
+        self.guest_agent_ready = ready;
+        self
+    }
+
+    /// Makes the VM a Windows VM (`osType` Windows, Windows run-command result shape).
+    pub fn windows(mut self) -> EmulatedVm {
+        self.os_type = "Windows".to_owned();
         self
     }
 

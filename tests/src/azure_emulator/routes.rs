@@ -232,14 +232,25 @@ fn vm_json(vm: &EmulatedVm, expand_instance_view: bool) -> Value {
         "properties": {
             "vmId": format!("{:08x}-0000-4000-8000-000000000000", vm.name.len()),
             "hardwareProfile": {"vmSize": vm.size},
-            "storageProfile": {"osDisk": {"osType": "Linux", "name": format!("{}_OsDisk_1", vm.name),
+            "storageProfile": {"osDisk": {"osType": vm.os_type, "name": format!("{}_OsDisk_1", vm.name),
                                           "createOption": "FromImage", "caching": "ReadWrite"}},
-            "osProfile": {"computerName": vm.name, "adminUsername": "azureuser",
-                          "linuxConfiguration": {"disablePasswordAuthentication": true}},
+            "osProfile": {"computerName": vm.name, "adminUsername": "azureuser"},
             "networkProfile": {"networkInterfaces": [{"id": nic_id(vm), "properties": {"primary": true}}]},
             "provisioningState": "Succeeded"
         }
     });
+    let (key, config) = if run::Shape::of(&vm.os_type) == run::Shape::Windows {
+        (
+            "windowsConfiguration",
+            json!({"provisionVMAgent": true, "enableAutomaticUpdates": true}),
+        )
+    } else {
+        (
+            "linuxConfiguration",
+            json!({"disablePasswordAuthentication": true}),
+        )
+    };
+    v["properties"]["osProfile"][key] = config;
     if vm.tags.is_empty() {
         v.as_object_mut().expect("object").remove("tags");
     }
@@ -251,10 +262,11 @@ fn vm_json(vm: &EmulatedVm, expand_instance_view: bool) -> Value {
 
 fn instance_view(vm: &EmulatedVm) -> Value {
     // The power state comes first here on purpose: clients must find it by its prefix.
+    let windows = run::Shape::of(&vm.os_type) == run::Shape::Windows;
     let mut v = json!({
         "computerName": vm.name,
-        "osName": "debian",
-        "osVersion": "12",
+        "osName": if windows { "Windows Server 2022 Datacenter" } else { "debian" },
+        "osVersion": if windows { "10.0.20348.2700" } else { "12" },
         "statuses": [
             {"code": format!("PowerState/{}", vm.power), "level": "Info", "displayStatus": format!("VM {}", vm.power)},
             {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded",
@@ -585,15 +597,18 @@ fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> Response {
             }
         }
     };
+    let shape = run::Shape::of(&vm.os_type);
     match vm.backend.clone() {
         Backend::Lab(lab_vm) => {
-            tokio::task::spawn_blocking(move || finish(run::in_lab_vm(&lab_vm, &script, &params)));
+            tokio::task::spawn_blocking(move || {
+                finish(run::in_lab_vm(&lab_vm, shape, &script, &params));
+            });
         }
         Backend::Synthetic => {
             let name = vm.name.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(run_time).await;
-                finish(run::synthetic(&name, &params));
+                finish(run::synthetic(&name, shape, &params));
             });
         }
         Backend::Hang => {}

@@ -1,6 +1,8 @@
-//! Running a run-command script and shaping its result like Azure's Linux guest agent: one
+//! Running a run-command script and shaping its result like Azure's guest agents. Linux: one
 //! `ProvisioningState/succeeded` status whose message is `Enable succeeded: \n[stdout]\n<last 4096
-//! bytes of stdout>\n[stderr]\n<last 4096 bytes of stderr>`, and no exit code.
+//! bytes of stdout>\n[stderr]\n<last 4096 bytes of stderr>`, and no exit code. Windows: one status
+//! per stream (`ComponentStatus/StdOut/succeeded`, `ComponentStatus/StdErr/succeeded`), each
+//! message the stream's tail with CRLF line ends.
 
 use std::{io::Write as _, process::Stdio};
 
@@ -27,8 +29,47 @@ pub fn linux_result(stdout: &[u8], stderr: &[u8]) -> Value {
     }]})
 }
 
+/// The Windows `RunCommandResult` of a script with this stdout and stderr.
+pub fn windows_result(stdout: &[u8], stderr: &[u8]) -> Value {
+    let crlf = |b: &[u8]| tail(b).replace("\r\n", "\n").replace('\n', "\r\n");
+    json!({"value": [
+        {"code": "ComponentStatus/StdOut/succeeded", "level": "Info",
+         "displayStatus": "Provisioning succeeded", "message": crlf(stdout)},
+        {"code": "ComponentStatus/StdErr/succeeded", "level": "Info",
+         "displayStatus": "Provisioning succeeded", "message": crlf(stderr)},
+    ]})
+}
+
+/// How a VM's guest agent shapes a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// [`linux_result`].
+    Linux,
+    /// [`windows_result`].
+    Windows,
+}
+
+impl Shape {
+    /// The shape of a VM with this `osType`.
+    pub fn of(os_type: &str) -> Shape {
+        if os_type.eq_ignore_ascii_case("windows") {
+            Shape::Windows
+        } else {
+            Shape::Linux
+        }
+    }
+
+    /// The `RunCommandResult` of a script with this stdout and stderr.
+    pub fn result(self, stdout: &[u8], stderr: &[u8]) -> Value {
+        match self {
+            Shape::Linux => linux_result(stdout, stderr),
+            Shape::Windows => windows_result(stdout, stderr),
+        }
+    }
+}
+
 /// Runs `script` as root in `vm`: `bash -s -- PARAMS...` with the script on stdin.
-pub fn in_lab_vm(vm: &Vm, script: &[String], params: &[String]) -> Value {
+pub fn in_lab_vm(vm: &Vm, shape: Shape, script: &[String], params: &[String]) -> Value {
     let mut cmd = vm.command("bash");
     cmd.arg("-s")
         .arg("--")
@@ -38,7 +79,7 @@ pub fn in_lab_vm(vm: &Vm, script: &[String], params: &[String]) -> Value {
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return linux_result(b"", format!("cannot enter the VM: {e}").as_bytes()),
+        Err(e) => return shape.result(b"", format!("cannot enter the VM: {e}").as_bytes()),
     };
     if let Some(mut stdin) = child.stdin.take() {
         let mut text = script.join("\n");
@@ -46,8 +87,8 @@ pub fn in_lab_vm(vm: &Vm, script: &[String], params: &[String]) -> Value {
         let _ = stdin.write_all(text.as_bytes());
     }
     match child.wait_with_output() {
-        Ok(out) => linux_result(&out.stdout, &out.stderr),
-        Err(e) => linux_result(b"", format!("cannot wait for the script: {e}").as_bytes()),
+        Ok(out) => shape.result(&out.stdout, &out.stderr),
+        Err(e) => shape.result(b"", format!("cannot wait for the script: {e}").as_bytes()),
     }
 }
 
@@ -78,7 +119,7 @@ pub fn canned_report(vm: &str) -> Value {
 }
 
 /// A synthetic VM's answer to the cryptoctl script with these parameters (`$1` is the action).
-pub fn synthetic(vm: &str, params: &[String]) -> Value {
+pub fn synthetic(vm: &str, shape: Shape, params: &[String]) -> Value {
     let action = params.first().map_or("health", String::as_str);
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
     let report = canned_report(vm).to_string();
@@ -101,7 +142,7 @@ pub fn synthetic(vm: &str, params: &[String]) -> Value {
         )),
         _ => {}
     }
-    linux_result(format!("{line}\nCRYPTOCTL-EXIT 0\n").as_bytes(), b"")
+    shape.result(format!("{line}\nCRYPTOCTL-EXIT 0\n").as_bytes(), b"")
 }
 
 #[cfg(test)]
@@ -122,5 +163,14 @@ mod tests {
         assert_eq!(stdout.len(), 4096);
         assert!(stdout.ends_with("END"));
         assert!(m.ends_with("\n[stderr]\nerr"));
+    }
+
+    #[test]
+    fn windows_has_one_status_per_stream_with_crlf() {
+        let v = windows_result(b"a\nb\r\n", b"");
+        assert_eq!(v["value"][0]["code"], "ComponentStatus/StdOut/succeeded");
+        assert_eq!(v["value"][0]["message"], "a\r\nb\r\n");
+        assert_eq!(v["value"][1]["code"], "ComponentStatus/StdErr/succeeded");
+        assert_eq!(v["value"][1]["message"], "");
     }
 }
