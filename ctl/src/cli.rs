@@ -194,7 +194,8 @@ pub struct AppArgs {
     /// Print the plan and the exact script with its arguments; change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// VMs handled at once (default one at a time, stopping at the first failure)
+    /// VMs handled at once, in resource group then name order; after a failure no further VM is
+    /// started (default 1: one at a time, stopping at the first failure)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_parallel: u16,
 }
@@ -254,6 +255,13 @@ pub struct RollbackArgs {
     /// The commit to go back to [default: the one before the last deploy, from the VM's record]
     #[arg(long, value_name = "SHA")]
     pub commit: Option<CommitId>,
+    /// Also put the previous agent binary back (the current one becomes the new `.previous`, so
+    /// running it again undoes it)
+    #[arg(long)]
+    pub agent: bool,
+    /// Leave the bot alone: with --agent, roll back only the agent
+    #[arg(long, requires = "agent", conflicts_with = "commit")]
+    pub skip_app: bool,
 }
 
 /// Options of `vms`.

@@ -1,9 +1,13 @@
 //! cryptoctl against the Azure emulator alone (synthetic VMs, no lab): paging, the JSON schema,
 //! throttling and server errors, conflicts, credentials and usage errors, a guest agent that is not
-//! Ready, the Windows run-command result, and the progress bar on a terminal.
+//! Ready, the Windows run-command result, the progress bar on a terminal, and who a deploy says the
+//! credentials are.
 
 use cryptobot_tests::{
-    azure_emulator::{AzureEmulator, EmulatedVm, Faults},
+    azure_emulator::{
+        AzureEmulator, CLIENT_ID, EmulatedVm, Faults, OBJECT_ID, SUBSCRIPTION, SUBSCRIPTION_NAME,
+        TENANT,
+    },
     ctl::{cryptoctl, run, show},
     pty::Pty,
 };
@@ -481,4 +485,96 @@ fn the_progress_bar_is_drawn_on_a_terminal_only() {
         show(&out)
     );
     assert!(!has_progress_marks(&out.stdout), "{}", show(&out));
+}
+
+#[test]
+fn deploy_preflight_says_who_the_credentials_are_and_never_prints_the_token() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("vm1", "RG").power("deallocated"))
+        .start();
+    let token = emu.token();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    for args in [
+        vec!["deploy", "-g", "RG", "-n", "vm1", "--skip-agent"],
+        vec!["rollback", "-g", "RG", "-n", "vm1", "--agent"],
+    ] {
+        let out = run(&emu, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", show(&out));
+        let all = show(&out);
+        assert!(
+            all.contains(&format!(
+                "signed in as application {CLIENT_ID} (service principal, object id {OBJECT_ID}, tenant {TENANT}) via the environment credential"
+            )),
+            "{all}"
+        );
+        assert!(
+            all.contains(&format!(
+                "subscription \"{SUBSCRIPTION_NAME}\" ({SUBSCRIPTION}, Enabled) at {}",
+                emu.endpoint()
+            )),
+            "{all}"
+        );
+        assert!(
+            all.contains("vm1 (RG): preflight: VM is not running: VM deallocated"),
+            "{all}"
+        );
+        assert!(!all.contains(&token) && !all.contains(&signature), "{all}");
+    }
+    assert!(emu.scripts().is_empty(), "nothing ran on the VM");
+    assert!(
+        emu.seen()
+            .iter()
+            .any(|s| s.uri == format!("/subscriptions/{SUBSCRIPTION}?api-version=2022-12-01")),
+        "the subscription was read"
+    );
+
+    // A user's token names the user.
+    let mut claims = cryptobot_tests::azure_emulator::service_principal_claims();
+    claims["idtyp"] = "user".into();
+    claims["upn"] = "alice@example.com".into();
+    claims["unique_name"] = "alice@example.com".into();
+    claims["oid"] = "44444444-4444-4444-8444-444444444444".into();
+    let emu = AzureEmulator::builder()
+        .token_claims(claims)
+        .vm(EmulatedVm::synthetic("vm1", "RG").power("deallocated"))
+        .start();
+    let out = run(&emu, &["deploy", "-n", "vm1", "--skip-agent"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!(
+            "signed in as alice@example.com (user, object id 44444444-4444-4444-8444-444444444444, tenant {TENANT})"
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(!show(&out).contains(&emu.token()), "{}", show(&out));
+
+    // --dry-run of an agent rollback prints the plan and contacts nothing.
+    let before = emu.seen().len();
+    let out = run(
+        &emu,
+        &[
+            "rollback",
+            "-n",
+            "vm1",
+            "--agent",
+            "--skip-app",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cryptobot-agent.previous back in place"),
+        "{text}"
+    );
+    assert!(!text.contains("roll the bot"), "{text}");
+    assert!(
+        text.contains("agent_swap()"),
+        "the script is printed: {text}"
+    );
+    assert_eq!(emu.seen().len(), before, "a dry run contacts nothing");
+    // --skip-app alone would roll back nothing: a usage error.
+    let out = run(&emu, &["rollback", "-n", "vm1", "--skip-app"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
 }

@@ -6,8 +6,9 @@
 //! client ([`transport`]).
 //!
 //! Also: the subscription (`--subscription`, `AZURE_SUBSCRIPTION_ID`, else the Azure CLI's
-//! default).
+//! default), and who the credentials are ([`identity`]).
 
+pub mod identity;
 pub mod transport;
 
 use std::{sync::Arc, time::Duration};
@@ -134,6 +135,12 @@ impl CredentialChain {
             candidates,
             chosen: OnceCell::new(),
         }
+    }
+
+    /// The name of the credential that produced a token (`environment`, `Azure CLI`, ...), once
+    /// one has.
+    pub fn chosen(&self) -> Option<&'static str> {
+        self.chosen.get().map(|&i| self.candidates[i].0)
     }
 
     async fn try_one(

@@ -1,15 +1,21 @@
-//! `cryptoctl deploy` and `cryptoctl rollback`: a preflight through Resource Manager (credentials,
-//! the VM exists and runs, its guest agent is ready), then one run of the deploy script per VM
-//! (`remote/deploy.sh`), one VM at a time by default, stopping at the first failure. The outcome is
-//! the script's own exit status from its framed result, never the Azure call returning.
+//! `cryptoctl deploy` and `cryptoctl rollback`: a preflight through Resource Manager (who the
+//! credentials are and which subscription, once; per VM, just before its turn: it exists, runs and
+//! its guest agent is ready), then one run of the deploy script per VM (`remote/deploy.sh`). VMs go
+//! in resource group then name order, one at a time by default; after the first failure no further
+//! VM is started, and the summary names every VM as ok, failed or not attempted. The outcome is the
+//! script's own exit status from its framed result, never the Azure call returning.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use tokio::task::JoinSet;
 
 use super::{Ctx, UsageError};
 use crate::{
-    arm::{GuestAgent, VirtualMachine},
+    arm::{ArmError, GuestAgent, VirtualMachine, client::ARM_SCOPE},
+    auth::{TokenSource as _, identity::Identity},
     cli::{AppArgs, DeployArgs, GlobalArgs, RollbackArgs, TransportKind},
     remote::{
         Remote,
@@ -140,8 +146,8 @@ fn rollback_plan(args: &RollbackArgs) -> anyhow::Result<DeployPlan> {
         app_dir: app_dir(&args.app),
         repo_url: None,
         git_ref: "master".parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        skip_app: false,
-        skip_agent: true,
+        skip_app: args.skip_app,
+        skip_agent: !args.agent,
         canary: Canary::Keep,
         worker_watchdog: None,
         agent: AgentSource::None,
@@ -287,6 +293,14 @@ fn describe(f: &Frame) -> String {
         field("commit"),
         field("previous")
     ));
+    if let Some(a) = f.get("agent") {
+        let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
+        text.push_str(&format!(
+            ", agent sha256 {} (previous {})",
+            short(a),
+            short(f.get("agent_previous").unwrap_or("-"))
+        ));
+    }
     if let Some(c) = f.get("config") {
         text.push_str(&format!(", agent.toml {c}"));
     }
@@ -305,6 +319,56 @@ fn describe(f: &Frame) -> String {
         }
     }
     text
+}
+
+/// Prints who the credentials are (the access token's claims, decoded without verifying them;
+/// never the token) and the subscription by name. An unreadable subscription stops the deploy,
+/// except when the credentials may not read it (403), which only leaves its name out.
+async fn print_account(ctx: &Ctx) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let via =
+        |chosen: Option<&str>| chosen.map_or(String::new(), |c| format!(" via the {c} credential"));
+    {
+        let token = ctx.tokens.token(ARM_SCOPE).await?;
+        match Identity::from_access_token(&token) {
+            Some(id) => println!("signed in as {id}{}", via(ctx.tokens.chosen())),
+            None => println!(
+                "signed in{} (the access token does not say who)",
+                via(ctx.tokens.chosen())
+            ),
+        }
+    }
+    let id = ctx.subscription.as_str();
+    let endpoint = &ctx.global.arm_endpoint;
+    match ctx.arm.subscription(id, deadline).await {
+        Ok(sub) => {
+            println!(
+                "subscription \"{}\" ({}, {}) at {endpoint}",
+                sub.display_name, sub.subscription_id, sub.state
+            );
+            if matches!(sub.state.as_str(), "Disabled" | "Deleted") {
+                anyhow::bail!(
+                    "subscription {id} is {}: nothing can be deployed",
+                    sub.state
+                );
+            }
+        }
+        Err(ArmError::Api { status: 403, .. }) => {
+            println!("subscription {id} at {endpoint} (these credentials may not read its name)");
+        }
+        Err(e) => anyhow::bail!("cannot read subscription {id}: {e}"),
+    }
+    Ok(())
+}
+
+/// What happened to one VM of the run, for the summary.
+enum Slot {
+    /// Not started yet (at the end: not attempted).
+    Waiting,
+    /// Started, not finished.
+    Running,
+    /// Finished.
+    Done(Outcome),
 }
 
 async fn run_plan(
@@ -338,10 +402,7 @@ async fn run_plan(
         }))?;
         vec![vm]
     } else {
-        println!(
-            "subscription {} at {} (credentials work)",
-            ctx.subscription, ctx.global.arm_endpoint
-        );
+        print_account(ctx).await?;
         let resolved = ctx.resolve(selection, false).await?;
         let mut missing = false;
         for m in &resolved.missing {
@@ -352,33 +413,82 @@ async fn run_plan(
             eprintln!("nothing deployed: not every selected VM exists");
             return Ok(EXIT_DEPLOY_FAILED);
         }
+        // `resolve` orders them by resource group, then name (case-insensitively).
         resolved.vms
     };
-    let mut failed = false;
     let verb = if plan.rollback { "rollback" } else { "deploy" };
-    for chunk in vms.chunks(usize::from(max_parallel)) {
-        let mut set = JoinSet::new();
-        for vm in chunk {
+    let width = usize::from(max_parallel).max(1);
+    if vms.len() > 1 {
+        println!(
+            "{verb} order (resource group, then name): {}; {}",
+            vms.iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if width == 1 {
+                "one at a time, stopping at the first failure".to_owned()
+            } else {
+                format!("up to {width} at once, starting no further VM after a failure")
+            }
+        );
+    }
+    let mut slots: Vec<Slot> = vms.iter().map(|_| Slot::Waiting).collect();
+    let mut next = 0;
+    let mut first_failure: Option<usize> = None;
+    let mut set = JoinSet::new();
+    loop {
+        while first_failure.is_none() && set.len() < width && next < vms.len() {
+            let vm = &vms[next];
             println!("== {verb} {} ({})", vm.name, vm.resource_group());
             let deadline = Instant::now() + ctx.global.timeout.max(plan.gate_timeout * 3);
-            set.spawn(one(
+            let i = next;
+            let task = one(
                 ctx.remote.clone(),
                 vm.clone(),
                 plan.clone(),
                 binary.clone(),
                 offline,
                 deadline,
-            ));
+            );
+            set.spawn(async move { (i, task.await) });
+            slots[i] = Slot::Running;
+            next += 1;
         }
-        while let Some(r) = set.join_next().await {
-            let o = r?;
-            println!("{} ({}): {}", o.vm, o.group, o.text);
-            failed |= !o.ok;
+        let Some(r) = set.join_next().await else {
+            break;
+        };
+        let (i, o) = r?;
+        println!("{} ({}): {}", o.vm, o.group, o.text);
+        if !o.ok && first_failure.is_none() {
+            first_failure = Some(i);
         }
-        if failed {
-            eprintln!("{verb} failed; the remaining VMs were not touched");
-            return Ok(EXIT_DEPLOY_FAILED);
-        }
+        slots[i] = Slot::Done(o);
+    }
+    println!("== summary ({verb} order)");
+    let (mut ok, mut failed, mut skipped) = (0, 0, 0);
+    for (vm, slot) in vms.iter().zip(&slots) {
+        let status = match slot {
+            Slot::Done(o) if o.ok => {
+                ok += 1;
+                "ok".to_owned()
+            }
+            Slot::Done(o) => {
+                failed += 1;
+                format!("FAILED: {}", o.text.lines().next().unwrap_or(""))
+            }
+            Slot::Waiting | Slot::Running => {
+                skipped += 1;
+                let culprit = first_failure.map_or("-", |f| vms[f].name.as_str());
+                format!(
+                    "skipped: not attempted, nothing changed on it ({verb} stopped after {culprit} failed)"
+                )
+            }
+        };
+        println!("  {} ({}): {status}", vm.name, vm.resource_group());
+    }
+    if failed + skipped > 0 {
+        eprintln!("{verb} failed: {ok} ok, {failed} failed, {skipped} not attempted");
+        return Ok(EXIT_DEPLOY_FAILED);
     }
     Ok(0)
 }

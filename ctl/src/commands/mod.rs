@@ -43,6 +43,8 @@ pub struct Ctx {
     pub limiter: Limiter,
     /// Global options.
     pub global: GlobalArgs,
+    /// The credential chain (for saying who the credentials are).
+    pub tokens: Arc<CredentialChain>,
 }
 
 impl Ctx {
@@ -94,6 +96,7 @@ impl Ctx {
             remote,
             limiter,
             global: global.clone(),
+            tokens,
         })
     }
 

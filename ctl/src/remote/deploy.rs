@@ -353,14 +353,23 @@ impl DeployPlan {
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.rollback {
-            out.push(format!(
-                "roll the bot in {} back to {} as {}; reinstall its dependencies and unit; restart it",
-                self.app_dir,
-                self.commit
-                    .as_ref()
-                    .map_or("the commit before the last deploy", |c| c.as_str()),
-                self.app_user
-            ));
+            if !self.skip_app {
+                out.push(format!(
+                    "roll the bot in {} back to {} as {}; reinstall its dependencies and unit; restart it",
+                    self.app_dir,
+                    self.commit
+                        .as_ref()
+                        .map_or("the commit before the last deploy", |c| c.as_str()),
+                    self.app_user
+                ));
+            }
+            if !self.skip_agent {
+                out.push(
+                    "agent: put /usr/local/bin/cryptobot-agent.previous back in place (copied next to it, then renamed: atomic), \
+                     keep the replaced binary as the new .previous (running this again undoes it), restart cryptobot-agent.service"
+                        .into(),
+                );
+            }
         } else if !self.skip_app {
             out.push(format!(
                 "bot: as {} in {}: clone {} if missing, fetch, check out {}, venv + pip install -r requirements.txt",
@@ -587,6 +596,29 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn rollback_of_the_agent_alone_or_with_the_bot() {
+        let mut p = plan();
+        p.rollback = true;
+        p.skip_agent = true;
+        let text = p.describe().join("\n");
+        assert!(text.contains("roll the bot"), "{text}");
+        assert!(!text.contains(".previous"), "{text}");
+        p.skip_agent = false;
+        let text = p.describe().join("\n");
+        assert!(text.contains("roll the bot"), "{text}");
+        assert!(
+            text.contains("cryptobot-agent.previous back in place"),
+            "{text}"
+        );
+        p.skip_app = true;
+        let text = p.describe().join("\n");
+        assert!(!text.contains("roll the bot"), "{text}");
+        assert!(text.contains(".previous back in place"), "{text}");
+        let args = p.args(0);
+        assert_eq!((args[5].1.as_str(), args[6].1.as_str()), ("1", "0"));
     }
 
     #[test]

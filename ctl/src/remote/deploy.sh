@@ -5,7 +5,8 @@
 # never evaluated. Text files arrive base64-encoded; the agent binary arrives as a path (copied
 # before over ssh) or is fetched from a URL, and is checked against its SHA-256 either way.
 #   $1 mode: deploy | rollback        $2 app user        $3 app dir        $4 repo URL
-#   $5 ref (branch, tag or commit)     $6 skip app 0|1    $7 skip agent 0|1
+#   $5 ref (branch, tag or commit)     $6 skip app 0|1    $7 skip agent 0|1 (rollback: 0 also
+#                                      puts the previous agent binary back)
 #   $8 canary: - | reset | profile:NAME                    $9 worker unit (base64)
 #   $10 worker WatchdogSec (0: none)   $11 agent source: - | url:URL | file:PATH
 #   $12 agent sha256                   $13 agent unit (b64)   $14 sysusers (b64)
@@ -145,31 +146,66 @@ print("ok" if t > float(sys.argv[2]) else "no heartbeat since the restart")
 app_prev=""
 app_new=""
 agent_changed=0
-if [ "$skip_app" != 1 ] || [ "$mode" = rollback ]; then
+if [ "$skip_app" != 1 ]; then
   app_home=$(getent passwd "$app_user" | cut -d: -f6)
   [ -n "$app_home" ] || die "no user $app_user on the VM"
 fi
 
+# Swap the agent binary with .previous: both are staged as copies next to the target and renamed
+# into place, so $AGENT is a complete binary at every moment and the one replaced becomes
+# .previous (running the swap again undoes it).
+agent_swap() {
+  install -m 755 "$AGENT.previous" "$AGENT.cryptoctl-new" &&
+    install -m 755 "$AGENT" "$AGENT.cryptoctl-prev" &&
+    mv -f "$AGENT.cryptoctl-new" "$AGENT" &&
+    mv -f "$AGENT.cryptoctl-prev" "$AGENT.previous"
+}
+
+sha_of() { sha256sum <"$1" 2>/dev/null | cut -d' ' -f1; }
+
 if [ "$mode" = rollback ]; then
-  [ -d "$app_dir/.git" ] || die "no checkout at $app_dir"
-  target=$rb_commit
-  if [ "$target" = - ]; then
-    target=$(cat "$STATE/previous_commit" 2>/dev/null)
-    [ -n "$target" ] || die "no previous deploy is recorded in $STATE/previous_commit"
+  # Every precondition first, so a rollback that cannot happen changes nothing.
+  if [ "$skip_agent" != 1 ]; then
+    [ -f "$AGENT.previous" ] || die "no previous agent binary at $AGENT.previous"
+    [ -f "$AGENT" ] || die "no agent installed at $AGENT"
   fi
-  case $target in *[!0-9a-f]*) die "bad commit" 64 ;; esac
-  app_prev=$(git_app rev-parse HEAD 2>/dev/null)
-  git_app cat-file -e "$target^{commit}" 2>/dev/null || git_app fetch -q origin || die "git fetch failed"
-  app_new=$(git_app rev-parse --verify -q "$target^{commit}") || die "commit $target is not in the repository"
-  say "rolling back from ${app_prev:-nothing} to $app_new"
-  app_install "$app_new" || die "installing $app_new failed"
-  restart_worker || say "systemctl restart $WORKER failed"
-  printf '%s rollback %s %s\n' "$(date +%s)" "$app_new" "$app_prev" >>"$STATE/history"
-  add commit "$app_new"
-  add previous "${app_prev:--}"
-  if gate "$restarted_at"; then
+  if [ "$skip_app" != 1 ]; then
+    [ -d "$app_dir/.git" ] || die "no checkout at $app_dir"
+    target=$rb_commit
+    if [ "$target" = - ]; then
+      target=$(cat "$STATE/previous_commit" 2>/dev/null)
+      [ -n "$target" ] || die "no previous deploy is recorded in $STATE/previous_commit"
+    fi
+    case $target in *[!0-9a-f]*) die "bad commit" 64 ;; esac
+    app_prev=$(git_app rev-parse HEAD 2>/dev/null)
+    git_app cat-file -e "$target^{commit}" 2>/dev/null || git_app fetch -q origin || die "git fetch failed"
+    app_new=$(git_app rev-parse --verify -q "$target^{commit}") || die "commit $target is not in the repository"
+    say "rolling back from ${app_prev:-nothing} to $app_new"
+    app_install "$app_new" || die "installing $app_new failed"
+    printf '%s rollback %s %s\n' "$(date +%s)" "$app_new" "$app_prev" >>"$STATE/history"
+    add commit "$app_new"
+    add previous "${app_prev:--}"
+  fi
+  if [ "$skip_agent" != 1 ]; then
+    agent_was=$(sha_of "$AGENT")
+    agent_swap || die "cannot put $AGENT.previous back in place"
+    agent_now=$(sha_of "$AGENT")
+    [ "$agent_now" = "$agent_was" ] && say "the previous agent binary is the same as the current one"
+    say "agent: $agent_was -> $agent_now (the replaced binary is now $AGENT.previous)"
+    printf '%s rollback-agent %s %s\n' "$(date +%s)" "$agent_now" "$agent_was" >>"$STATE/history"
+    add agent "$agent_now"
+    add agent_previous "$agent_was"
+    since=$(date +%s.%N)
+    systemctl reset-failed "$AGENT_UNIT" 2>/dev/null
+    systemctl restart "$AGENT_UNIT" || say "systemctl restart $AGENT_UNIT failed"
+  fi
+  if [ "$skip_app" != 1 ]; then
+    restart_worker || say "systemctl restart $WORKER failed"
+    since=$restarted_at
+  fi
+  if gate "$since"; then
     add result ok
-    say "healthy at $app_new"
+    say "healthy"
     finish
   fi
   die "$gate_reason"

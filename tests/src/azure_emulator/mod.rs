@@ -1,6 +1,6 @@
 //! An Azure emulator for cryptoctl's end-to-end tests: HTTPS on 127.0.0.1 with a test CA, the
-//! Entra token endpoint, and the Resource Manager calls cryptoctl makes, with Azure's wire shapes:
-//! VM list (paged with `nextLink`), get, instance view, NIC and public IP, and action run-command as
+//! Entra token endpoint (its access token is JWT-shaped, with claims a test can choose, and unsigned),
+//! and the Resource Manager calls cryptoctl makes, with Azure's wire shapes: the subscription, VM list (paged with `nextLink`), get, instance view, NIC and public IP, and action run-command as
 //! a long-running operation (202 + `Azure-AsyncOperation` + `Location`, `InProgress` then
 //! `Succeeded`, the final result from `Location`, Linux `[stdout]`/`[stderr]` framing in one
 //! message, only the last 4096 bytes of stdout, no exit code, one run-command at a time per VM with
@@ -36,6 +36,41 @@ pub const TENANT: &str = "11111111-1111-4111-8111-111111111111";
 pub const CLIENT_ID: &str = "22222222-2222-4222-8222-222222222222";
 /// Client secret for the environment credential.
 pub const CLIENT_SECRET: &str = "emulator-secret";
+/// The subscription's display name.
+pub const SUBSCRIPTION_NAME: &str = "Cryptobot Emulated";
+/// The object id of the service principal the default token names.
+pub const OBJECT_ID: &str = "33333333-3333-4333-8333-333333333333";
+
+/// The claims of the default access token: the service principal of [`CLIENT_ID`], as Entra issues
+/// them for Resource Manager.
+pub fn service_principal_claims() -> serde_json::Value {
+    serde_json::json!({
+        "aud": "https://management.azure.com",
+        "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "iat": 1_767_225_600, "nbf": 1_767_225_600, "exp": 4_102_444_800u64,
+        "appid": CLIENT_ID,
+        "appidacr": "1",
+        "idp": format!("https://sts.windows.net/{TENANT}/"),
+        "idtyp": "app",
+        "oid": OBJECT_ID,
+        "sub": OBJECT_ID,
+        "tid": TENANT,
+        "ver": "1.0"
+    })
+}
+
+/// An access token in the JWT shape (`header.claims.signature`, base64url) with these claims and a
+/// signature that is not one: clients may read the claims but must not rely on them.
+pub fn access_token(claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.{}",
+        b64(br#"{"typ":"JWT","alg":"RS256","kid":"emulator"}"#),
+        b64(claims.to_string().as_bytes()),
+        b64(b"emulator-signature-not-verifiable")
+    )
+}
 
 /// What runs a VM's scripts.
 #[derive(Debug, Clone)]
@@ -189,6 +224,8 @@ struct State {
     seen: Vec<Seen>,
     next_id: u64,
     scripts: Vec<(String, Vec<String>)>,
+    /// The access token the token endpoint hands out and Resource Manager accepts.
+    token: String,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -200,6 +237,7 @@ pub struct EmulatorBuilder {
     page_size: usize,
     faults: Faults,
     budget: i64,
+    claims: serde_json::Value,
 }
 
 impl Default for EmulatorBuilder {
@@ -209,6 +247,7 @@ impl Default for EmulatorBuilder {
             page_size: 50,
             faults: Faults::default(),
             budget: 3999,
+            claims: service_principal_claims(),
         }
     }
 }
@@ -238,6 +277,12 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The claims of the access token (default: [`service_principal_claims`]).
+    pub fn token_claims(mut self, claims: serde_json::Value) -> Self {
+        self.claims = claims;
+        self
+    }
+
     /// Starts the emulator on 127.0.0.1 with a random port, in a thread of its own.
     pub fn start(self) -> AzureEmulator {
         let pki = tls::test_pki().expect("test CA");
@@ -259,6 +304,7 @@ impl EmulatorBuilder {
             seen: Vec::new(),
             next_id: 0,
             scripts: Vec::new(),
+            token: access_token(&self.claims),
         }));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = routes::router(state.clone());
@@ -359,6 +405,11 @@ impl AzureEmulator {
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().expect("state").seen.clone()
+    }
+
+    /// The access token the emulator hands out (for tests that check it is never printed).
+    pub fn token(&self) -> String {
+        self.state.lock().expect("state").token.clone()
     }
 
     /// Every script run so far: (VM name, parameters).

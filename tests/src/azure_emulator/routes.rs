@@ -11,8 +11,8 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Backend, CLIENT_ID, CLIENT_SECRET, EmulatedVm, Operation, SUBSCRIPTION, Seen, Shared, TENANT,
-    run,
+    Backend, CLIENT_ID, CLIENT_SECRET, EmulatedVm, Operation, SUBSCRIPTION, SUBSCRIPTION_NAME,
+    Seen, Shared, TENANT, run,
 };
 
 const API_VERSION: &str = "2024-11-01";
@@ -80,7 +80,8 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     let response = if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
-        token(&path, &body)
+        let issued = state.lock().expect("state").token.clone();
+        token(&path, &body, &issued)
     } else {
         arm(&state, &method, &uri, &headers, &body).await
     };
@@ -92,7 +93,7 @@ async fn handle(
     response
 }
 
-fn token(path: &str, body: &[u8]) -> Response {
+fn token(path: &str, body: &[u8], issued: &str) -> Response {
     let form = query_pairs(&String::from_utf8_lossy(body));
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let ok = path == format!("/{TENANT}/oauth2/v2.0/token")
@@ -104,7 +105,7 @@ fn token(path: &str, body: &[u8]) -> Response {
         json_response(
             StatusCode::OK,
             &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                    "access_token": "emulator-token"}),
+                    "access_token": issued}),
         )
     } else {
         json_response(
@@ -130,7 +131,8 @@ async fn arm(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer emulator-token") {
+    let expected = format!("Bearer {}", state.lock().expect("state").token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return arm_error(
             StatusCode::UNAUTHORIZED,
             "AuthenticationFailed",
@@ -309,6 +311,14 @@ async fn route(
     }
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match (method.clone(), &l[2..]) {
+        (Method::GET, []) => json_response(
+            StatusCode::OK,
+            &json!({"id": format!("/subscriptions/{SUBSCRIPTION}"), "authorizationSource": "RoleBased",
+                    "managedByTenants": [], "subscriptionId": SUBSCRIPTION, "tenantId": TENANT,
+                    "displayName": SUBSCRIPTION_NAME, "state": "Enabled",
+                    "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
+                                             "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"}}),
+        ),
         (Method::GET, ["providers", "microsoft.compute", "virtualmachines"]) => {
             list(state, None, path, q("$skiptoken"))
         }
