@@ -56,7 +56,9 @@ pub fn write_atomic_with(
         .tempfile_in(dir)?;
     let mut out = std::io::BufWriter::new(tmp);
     write(&mut out)?;
-    let tmp = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+    let tmp = out
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
