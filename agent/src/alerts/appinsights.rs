@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    compact::CompactJson,
     queue::{Entry, Outbox},
     webhook::{describe, http_client},
 };
@@ -44,7 +45,7 @@ pub struct TelemetryItem {
     /// `MetricData`, `EventData`, `AvailabilityData`.
     pub base_type: String,
     /// The `baseData` object.
-    pub base_data: Value,
+    pub base_data: CompactJson,
 }
 
 impl TelemetryItem {
@@ -54,11 +55,11 @@ impl TelemetryItem {
             time,
             kind: "Metric".into(),
             base_type: "MetricData".into(),
-            base_data: json!({
+            base_data: CompactJson::of(&json!({
                 "ver": 2,
                 "metrics": [{"name": name, "value": value, "count": 1}],
                 "properties": {"host": host},
-            }),
+            })),
         }
     }
 
@@ -68,7 +69,9 @@ impl TelemetryItem {
             time,
             kind: "Event".into(),
             base_type: "EventData".into(),
-            base_data: json!({"ver": 2, "name": name, "properties": Value::Object(properties)}),
+            base_data: CompactJson::of(
+                &json!({"ver": 2, "name": name, "properties": Value::Object(properties)}),
+            ),
         }
     }
 
@@ -83,7 +86,7 @@ impl TelemetryItem {
             time,
             kind: "Availability".into(),
             base_type: "AvailabilityData".into(),
-            base_data: json!({
+            base_data: CompactJson::of(&json!({
                 "ver": 2,
                 "id": id,
                 "name": "faucet_worker health",
@@ -92,7 +95,7 @@ impl TelemetryItem {
                 "runLocation": report.agent.hostname,
                 "message": message,
                 "properties": {"status": report.status.as_str()},
-            }),
+            })),
         }
     }
 
@@ -470,7 +473,8 @@ mod tests {
         let got: Vec<(String, f64)> = m
             .iter()
             .map(|i| {
-                let p = &i.base_data["metrics"][0];
+                let data = i.base_data.to_value();
+                let p = &data["metrics"][0];
                 (
                     p["name"].as_str().unwrap().to_owned(),
                     p["value"].as_f64().unwrap(),

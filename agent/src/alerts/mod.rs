@@ -11,6 +11,7 @@
 //! [`secret`] (redaction).
 
 pub mod appinsights;
+pub mod compact;
 pub mod connection_string;
 pub mod email;
 pub mod notification;

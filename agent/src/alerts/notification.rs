@@ -134,7 +134,7 @@ pub struct Notification {
     /// The original's fields.
     pub summary: Summary,
     /// The full report, as `check --json` prints it.
-    pub report: serde_json::Value,
+    pub report: super::compact::CompactJson,
 }
 
 impl Notification {
@@ -211,7 +211,7 @@ impl Notification {
             host: report.agent.hostname.clone(),
             headline,
             summary: Summary::of(report),
-            report: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+            report: super::compact::CompactJson::of(report),
         }
     }
 
@@ -226,7 +226,7 @@ impl Notification {
             headline: "This is a test notification from cryptobot-agent; no action is needed."
                 .to_owned(),
             summary: Summary::of(report),
-            report: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+            report: super::compact::CompactJson::of(report),
         }
     }
 

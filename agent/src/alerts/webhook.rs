@@ -254,8 +254,8 @@ fn teams(n: &Notification) -> Value {
 
 /// The full report (its keys first, in order) plus `notification`.
 fn generic(n: &Notification) -> Value {
-    let mut out = match &n.report {
-        Value::Object(m) => m.clone(),
+    let mut out = match n.report.to_value() {
+        Value::Object(m) => m,
         _ => serde_json::Map::new(),
     };
     out.insert(

@@ -2,11 +2,13 @@
 //! (`status`, `timestamp`, and `alerts` when unhealthy) plus `ApplicationHealthState` for the Azure
 //! Application Health extension's rich health mode.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use axum::{
-    Json,
+    body::{Body, Bytes},
     extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
 };
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
@@ -14,10 +16,39 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::daemon::Snapshot;
 
+/// The answer for the latest snapshot, serialised once: load balancers ask far more often than
+/// snapshots change.
+#[derive(Debug, Default)]
+pub(crate) struct HealthCache(Mutex<Option<(Arc<Snapshot>, StatusCode, Bytes)>>);
+
+impl HealthCache {
+    /// The status code and JSON body for `snapshot`, from the cache when it is the same snapshot.
+    fn answer(&self, snapshot: Arc<Snapshot>) -> (StatusCode, Bytes) {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((of, code, body)) = cached.as_ref()
+            && Arc::ptr_eq(of, &snapshot)
+        {
+            return (*code, body.clone());
+        }
+        let (code, body) = health_body(&snapshot);
+        let body = Bytes::from(body.to_string());
+        *cached = Some((snapshot, code, body.clone()));
+        (code, body)
+    }
+}
+
 /// The handler: reads the latest snapshot, never probes.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let (code, body) = health_body(&state.handle.snapshot());
-    (code, Json(body)).into_response()
+    let (code, body) = state.health.answer(state.handle.snapshot());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The status code and body for a snapshot.

@@ -61,6 +61,8 @@ pub(crate) struct AppState {
     pub config: Arc<HttpConfig>,
     /// The address the listener is bound to (for the examples on the status page).
     pub local_addr: SocketAddr,
+    /// `/health`'s answer for the latest snapshot.
+    pub health: Arc<health::HealthCache>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then lets open connections finish
@@ -83,6 +85,7 @@ pub async fn serve(
         handle,
         config: Arc::new(config),
         local_addr,
+        health: Arc::default(),
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -164,10 +167,13 @@ fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
 }
 
 /// The routes, the access check, the request timeout and the JSON error answers.
+///
+/// `/health` is public and only copies a cached answer (with its own `Cache-Control`), so it is
+/// added after the layers that the other paths need: it pays for neither the access middleware
+/// nor a timer per request.
 fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
-        .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(page::page))
         .fallback(errors::not_found)
@@ -178,6 +184,10 @@ fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(errors::timed_out))
                 .timeout(timeout),
+        )
+        .route(
+            "/health",
+            get(health::health).fallback(errors::method_not_allowed),
         )
         .with_state(state)
 }

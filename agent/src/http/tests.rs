@@ -331,6 +331,7 @@ async fn access_rules_are_applied_to_requests() {
             handle,
             config: Arc::new(config),
             local_addr: "127.0.0.1:8080".parse().unwrap(),
+            health: Arc::default(),
         })
     };
     let call = |router: axum::Router, peer: &str, path: &str, auth: Option<&str>| {
