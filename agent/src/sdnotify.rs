@@ -1,11 +1,15 @@
 //! The systemd notification protocol (`Type=notify`): ready, watchdog pings, status line, stopping.
-//! Outside systemd (no `NOTIFY_SOCKET`) every call is a no-op; failures are logged, never fatal.
+//! Outside systemd (no `NOTIFY_SOCKET`, or an empty one) every call is a no-op; failures are
+//! logged, never fatal.
 
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 fn send(state: &[NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none_or(|s| s.is_empty()) {
+        return;
+    }
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(message = "Cannot notify systemd.", error = %e);
     }

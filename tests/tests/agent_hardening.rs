@@ -2,7 +2,8 @@
 //! files gone, every alert sink a black hole, planted secrets that must never show, and local
 //! users without the socket's group.
 //!
-//! The black-hole test runs 60 s by default; with `CRYPTOBOT_LONG_TESTS=1` it runs 10 minutes.
+//! The black-hole test runs for 10 minutes (`CRYPTOBOT_BLACKHOLE_SECS` shortens it for local
+//! runs); `.config/nextest.toml` starts it first so that it overlaps the rest of the suite.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -63,13 +64,18 @@ fn status_of(report: &serde_json::Value, name: &str) -> Option<String> {
 
 /// VmRSS of the agent's main process in KiB.
 fn agent_rss_kib(vm: &Vm) -> u64 {
+    agent_memory_kib(vm, "VmRSS")
+}
+
+/// A `/proc/PID/status` field of the agent, in KiB.
+fn agent_memory_kib(vm: &Vm, field: &str) -> u64 {
     let pid = vm.unit_property(AGENT_UNIT, "MainPID");
     let status = vm.sh(&format!("cat /proc/{pid}/status"));
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS of the agent")
+        .unwrap_or_else(|| panic!("{field} of the agent"))
 }
 
 #[test]
@@ -156,58 +162,130 @@ impl Drop for Killed {
     }
 }
 
+/// Queue sizes of the black-hole test: small, so that every queue is full after a minute or two
+/// and the rest of the run shows whether memory still grows once nothing more can be kept.
+const HOLE_QUEUE: u64 = 40;
+const HOLE_TELEMETRY_QUEUE: u64 = 150;
+
+/// `(pending, dropped)` of every alert sink in a `/metrics` report.
+fn sink_queues(report: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    report["daemon"]["sinks"]
+        .as_array()
+        .map(|sinks| {
+            sinks
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("?").to_owned(),
+                        s["pending"].as_u64().unwrap_or(0),
+                        s["dropped"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn black_holed_alert_sinks_never_slow_the_checks() {
-    let long = std::env::var("CRYPTOBOT_LONG_TESTS").as_deref() == Ok("1");
-    let duration = Duration::from_secs(if long { 600 } else { 60 });
+    let duration = Duration::from_secs(
+        std::env::var("CRYPTOBOT_BLACKHOLE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    );
     let lab = Lab::start(1);
     let vm = lab.vm(1);
     let _hole = Killed(blackhole(vm, 9099));
     start_agent(
         vm,
-        "[daemon]\ninterval = \"1s\"\n[restart]\nenabled = false\n\
-         [alerts]\nrepeat_interval = \"1s\"\n\
-         [[alerts.webhook]]\nkind = \"generic\"\nurl = \"http://127.0.0.1:9099/hook\"\ntimeout = \"30s\"\n\
-         [alerts.email]\nto = [\"ops@example.com\"]\nfrom = \"agent@example.com\"\nhost = \"127.0.0.1\"\n\
-         port = 9099\ntls = \"none\"\ntimeout = \"30s\"\n\
-         [alerts.appinsights]\nconnection_string = \"InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=http://127.0.0.1:9099/\"\n\
-         interval = \"1s\"\ntimeout = \"30s\"\n",
+        &format!(
+            "[daemon]\ninterval = \"1s\"\n[restart]\nenabled = false\n\
+             [alerts]\nrepeat_interval = \"1s\"\nqueue_size = {HOLE_QUEUE}\n\
+             [[alerts.webhook]]\nkind = \"generic\"\nurl = \"http://127.0.0.1:9099/hook\"\ntimeout = \"30s\"\n\
+             [alerts.email]\nto = [\"ops@example.com\"]\nfrom = \"agent@example.com\"\nhost = \"127.0.0.1\"\n\
+             port = 9099\ntls = \"none\"\ntimeout = \"30s\"\n\
+             [alerts.appinsights]\nconnection_string = \"InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=http://127.0.0.1:9099/\"\n\
+             interval = \"1s\"\ntimeout = \"30s\"\nqueue_size = {HOLE_TELEMETRY_QUEUE}\n"
+        ),
         10,
     );
-    // Not healthy, so every sink has something to send.
+    // Not healthy, so every sink has something to send: a reminder per second to each
+    // notification sink and a few telemetry items per check.
     vm.systemctl("stop faucet_worker.service");
     wait_until("CRITICAL", Duration::from_secs(10), || {
         curl(vm, "/health", None).0 == 503
     });
-    let rss_start = agent_rss_kib(vm);
     let started = Instant::now();
     let mut last_stamp = String::new();
     let mut last_change = Instant::now();
     let mut worst_gap = Duration::ZERO;
     let mut snapshots = 0u32;
+    // Heap (RssAnon, not VmRSS: the debug binary's pages come in as new code runs) when every
+    // queue was first seen full, and the largest after that.
+    let mut full: Option<(Duration, u64)> = None;
+    let mut largest_after_full = 0u64;
+    let mut last_report = serde_json::Value::Null;
     while started.elapsed() < duration {
-        let stamp = metrics(vm)["timestamp"].as_str().unwrap_or("").to_owned();
+        let report = metrics(vm);
+        let stamp = report["timestamp"].as_str().unwrap_or("").to_owned();
         if !stamp.is_empty() && stamp != last_stamp {
             worst_gap = worst_gap.max(last_change.elapsed());
             last_change = Instant::now();
             last_stamp = stamp;
             snapshots += 1;
         }
+        let queues = sink_queues(&report);
+        let all_full = queues.len() == 3
+            && queues.iter().all(|(name, pending, _)| {
+                *pending
+                    == if name == "appinsights" {
+                        HOLE_TELEMETRY_QUEUE
+                    } else {
+                        HOLE_QUEUE
+                    }
+            });
+        if all_full || full.is_some() {
+            let heap = agent_memory_kib(vm, "RssAnon");
+            match full {
+                None => full = Some((started.elapsed(), heap)),
+                Some(_) => largest_after_full = largest_after_full.max(heap),
+            }
+        }
+        if !report.is_null() {
+            last_report = report;
+        }
         // Sampling, not synchronisation: the test measures how often snapshots appear.
         std::thread::sleep(Duration::from_millis(200));
     }
-    let rss_end = agent_rss_kib(vm);
+    let queues = sink_queues(&last_report);
     eprintln!(
-        "{snapshots} snapshots in {duration:?}, worst gap {worst_gap:?}, VmRSS {rss_start} -> {rss_end} KiB"
+        "{snapshots} snapshots in {duration:?}, worst gap {worst_gap:?}; queues full at {full:?} \
+         (elapsed, RssAnon KiB), largest RssAnon after that {largest_after_full} KiB, VmRSS now {} KiB; \
+         sinks {queues:?}",
+        agent_rss_kib(vm)
     );
     assert!(
         worst_gap < Duration::from_millis(2_500),
         "a snapshot was {worst_gap:?} late with every sink black-holed"
     );
     assert!(u64::from(snapshots) >= duration.as_secs() * 8 / 10);
+    // The queues are bounded: full, dropping the oldest, nothing delivered.
+    assert_eq!(queues.len(), 3, "{last_report}");
+    for (name, pending, dropped) in &queues {
+        assert!(*dropped > 0, "{name} dropped nothing: {queues:?}");
+        assert!(*pending <= HOLE_TELEMETRY_QUEUE, "{name}: {queues:?}");
+    }
+    // Memory is bounded: once nothing more can be queued, the heap stays where it was.
+    let (full_at, heap_when_full) = full.expect("every queue filled up");
     assert!(
-        rss_end.saturating_sub(rss_start) < 16 * 1024,
-        "the agent grew from {rss_start} to {rss_end} KiB"
+        full_at < duration / 2,
+        "the queues took {full_at:?} to fill; too late to judge the rest of the run"
+    );
+    assert!(
+        largest_after_full < heap_when_full + 2 * 1024,
+        "the agent's heap grew from {heap_when_full} KiB (queues full after {full_at:?}) to \
+         {largest_after_full} KiB"
     );
     assert_eq!(vm.unit_property(AGENT_UNIT, "NRestarts"), "0");
 }

@@ -633,7 +633,7 @@ fn bench_http(o: &Opts, md: &mut String) -> Result<()> {
         &config,
         format!(
             "[worker]\nunit = \"bench-absent.service\"\n[state]\ndir = \"{}\"\n\
-             [http]\nlisten = \"127.0.0.1:{p_agent}\"\n\
+             [http]\nlisten = \"127.0.0.1:{p_agent}\"\nmax_connections_per_ip = 128\n\
              [grpc]\nsocket = \"{}\"\ntcp_listen = \"127.0.0.1:{p_grpc}\"\n\
              [restart]\nenabled = false\n[alerts]\nenabled = false\n",
             dir.path().join("state").display(),
@@ -685,8 +685,9 @@ fn bench_http(o: &Opts, md: &mut String) -> Result<()> {
          Agent / ceiling: throughput **{:.0} %** (goal ≥ 80 %: **{}**), p99 **{:.2}×** \
          (goal ≤ 1.25×: **{}**). The agent runs on the host with a unit that does not exist and \
          no system bus, so it serves its UNKNOWN snapshot (503, {} non-2xx answers); the snapshot \
-         is served the same way whatever its status. wrk, the agent and the ceiling share the \
-         machine's CPUs.\n\n",
+         is served the same way whatever its status. Its `max_connections_per_ip` is 128 here: \
+         wrk opens its 64 connections from one address, and the default cap (32) would refuse \
+         half of them. wrk, the agent and the ceiling share the machine's CPUs.\n\n",
         c.rps,
         c.p50_ms,
         c.p99_ms,
@@ -719,8 +720,27 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
         "/tmp/cryptobot_heartbeat",
         format!("{}\n", epoch_us() / 1_000_000),
     );
-    // every check on, every 10 s
-    let config = "[daemon]\ninterval = \"10s\"\n";
+    // Every check and every sink on, every 10 s. The sinks deliver inside the VM: a webhook
+    // receiver that also answers as the Application Insights ingestion endpoint, and aiosmtpd.
+    let _receiver = Reaped(
+        vm.command("python3")
+            .args(["/usr/local/lib/cryptobot-lab/webhook-receiver.py", "9999"])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let _smtp = Reaped(
+        vm.command("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:2525"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let config = "[daemon]\ninterval = \"10s\"\n\
+        [[alerts.webhook]]\nkind = \"generic\"\nurl = \"http://127.0.0.1:9999/hook\"\n\
+        [alerts.email]\nto = [\"ops@example.com\"]\nfrom = \"agent@example.com\"\n\
+        host = \"127.0.0.1\"\nport = 2525\ntls = \"none\"\n\
+        [alerts.appinsights]\nconnection_string = \"InstrumentationKey=11111111-2222-3333-4444-555555555555;\
+        IngestionEndpoint=http://127.0.0.1:9999/\"\ninterval = \"10s\"\n";
     start_agent(&vm, config, 30);
     // the benchmark restarts the agent more often than its unit's start limit allows
     vm.write_file(
@@ -765,7 +785,14 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
         let (n0, _) = proc_usage(&vm, n_pid)?;
         let started = Instant::now();
         let (mut a_rss, mut n_rss) = (0u64, 0u64);
+        let mut crashes = 0u32;
         while started.elapsed() < Duration::from_secs(secs) {
+            // every 2 minutes the worker crashes (systemd restarts it): the notification sinks
+            // get a problem and its resolution, not only the telemetry of every check
+            if started.elapsed().as_secs() >= 120 * u64::from(crashes + 1) {
+                crashes += 1;
+                let _ = vm.run(&["systemctl", "kill", "-s", "KILL", WORKER]);
+            }
             // scraped every 10 s, as Prometheus would
             let _ = vm.run(&[
                 "curl",
@@ -790,7 +817,8 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
         );
         let _ = write!(
             md,
-            "### 3. Footprint over {secs} s (agent: every check every 10 s; node exporter scraped every 10 s)\n\n\
+            "### 3. Footprint over {secs} s (agent: every check and every sink (webhook, SMTP, Application \
+             Insights) every 10 s, the worker killed every 2 minutes; node exporter scraped every 10 s)\n\n\
              | process | max RSS | CPU time | share of a core |\n|---|---|---|---|\n\
              | `cryptobot-agent run` | {:.1} MiB | {:.2} s | {a_cpu:.3} % |\n\
              | `prometheus-node-exporter` (baseline) | {:.1} MiB | {:.2} s | {n_cpu:.3} % |\n\n\
@@ -845,6 +873,50 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
              | mounts | CPU ms per cycle | vs 1 mount | RSS |\n|---|---|---|---|\n{rows}\n\
              (CPU time from 10 ms ticks over {secs} s; each cycle also reads memory, the heartbeat \
              file and the journal.)\n\n"
+        );
+        // Units: the agent watches one worker, but every unit of the VM may change state. N
+        // other services restarting every 2 s show whether the D-Bus match rules keep the
+        // others' signals away from the agent.
+        vm.write_file(
+            cryptobot_tests::agent::AGENT_CONFIG,
+            "[daemon]\ninterval = \"1s\"\n[restart]\nenabled = false\n",
+        );
+        vm.systemctl(&format!("restart {AGENT_UNIT}"));
+        vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(20));
+        let mut rows = String::new();
+        let mut per = Vec::new();
+        let mut started_units = 0usize;
+        for n in [1usize, 10, 50] {
+            while started_units < n {
+                started_units += 1;
+                vm.sh(&format!(
+                    "systemd-run --unit bench-churn{started_units} -p Restart=always \
+                     -p RestartSec=1 -p StartLimitIntervalSec=0 /bin/sleep 1"
+                ));
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            let pid = main_pid(&vm, AGENT_UNIT)?;
+            let (c0, _) = proc_usage(&vm, pid)?;
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_secs(secs));
+            let (c1, rss) = proc_usage(&vm, pid)?;
+            let ms = (c1 - c0) * 1000.0 / t.elapsed().as_secs_f64();
+            per.push(ms);
+            println!("{n} churning units: {ms:.2} ms CPU per cycle, RSS {rss} KiB");
+            let _ = writeln!(
+                rows,
+                "| {n} | {ms:.2} | {:.2}× | {:.1} MiB |",
+                ms / per[0].max(0.01),
+                rss as f64 / 1024.0
+            );
+        }
+        let _ = vm.run(&["sh", "-c", "systemctl stop 'bench-churn*'"]);
+        let _ = write!(
+            md,
+            "### 6a'. Agent CPU per check cycle by number of other units changing state \
+             ({secs} cycles at 1 s)\n\n\
+             The agent watches one worker; N other services each restart every 2 s.\n\n\
+             | other units | CPU ms per cycle | vs 1 unit | RSS |\n|---|---|---|---|\n{rows}\n"
         );
     }
     drop(lab);
