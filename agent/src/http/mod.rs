@@ -12,7 +12,8 @@
 //!   answerable for everyone else (never a queue in front of the accept call that they could fill);
 //! - the request head must arrive within `header_timeout` (also on idle keep-alive connections)
 //!   and fit in [`MAX_HEADER_BYTES`]; hyper answers 431 or closes the connection otherwise;
-//! - handling a request may take at most `request_timeout` (a tower timeout);
+//! - handling a request may take at most `request_timeout` (a tower timeout; `/health` copies a
+//!   cached answer and never waits, so it is routed outside that layer);
 //! - on shutdown the loop stops accepting, every connection finishes its current response and
 //!   closes, and connections still open after `request_timeout` are dropped.
 //!
