@@ -56,12 +56,12 @@ pub const POLICY_FILE: &str = "alert_state.json";
 pub const OUTBOX_DIR: &str = "alerts";
 
 /// Least time between two writes of a notification outbox (a crash loses at most this much).
-const NOTIFICATION_WRITE_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+const NOTIFICATION_WRITE_GAP: Duration = Duration::from_secs(1);
 
 /// Least time between two writes of the telemetry outbox: it holds up to `queue_size` items (a
 /// few megabytes when Application Insights is unreachable for long), and losing a few seconds of
 /// telemetry in a crash matters less than rewriting it after every check.
-const TELEMETRY_WRITE_GAP: std::time::Duration = std::time::Duration::from_secs(10);
+const TELEMETRY_WRITE_GAP: Duration = Duration::from_secs(10);
 
 /// A notification sink (one per configured webhook, plus email).
 #[derive(Debug)]
