@@ -8,32 +8,24 @@ use std::fmt;
 use base64::Engine as _;
 use serde::Deserialize;
 
-/// The claims of an access token that name its holder.
+/// The claims of an access token that name its holder (each absent claim is `None`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Identity {
     /// A user's sign-in name.
-    #[serde(default)]
     pub upn: Option<String>,
     /// A user's name in v1 tokens (often the same as `upn`; guests have only this).
-    #[serde(default)]
     pub unique_name: Option<String>,
     /// The application (client) id.
-    #[serde(default)]
     pub appid: Option<String>,
     /// The application id in v2 tokens.
-    #[serde(default)]
     pub azp: Option<String>,
     /// The object id of the user or service principal.
-    #[serde(default)]
     pub oid: Option<String>,
     /// The tenant.
-    #[serde(default)]
     pub tid: Option<String>,
     /// `app` or `user`.
-    #[serde(default)]
     pub idtyp: Option<String>,
     /// A managed identity's resource id.
-    #[serde(default)]
     pub xms_mirid: Option<String>,
 }
 

@@ -328,16 +328,15 @@ async fn print_account(ctx: &Ctx) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let via =
         |chosen: Option<&str>| chosen.map_or(String::new(), |c| format!(" via the {c} credential"));
-    {
-        let token = ctx.tokens.token(ARM_SCOPE).await?;
-        match Identity::from_access_token(&token) {
-            Some(id) => println!("signed in as {id}{}", via(ctx.tokens.chosen())),
-            None => println!(
-                "signed in{} (the access token does not say who)",
-                via(ctx.tokens.chosen())
-            ),
-        }
+    let token = ctx.tokens.token(ARM_SCOPE).await?;
+    match Identity::from_access_token(&token) {
+        Some(id) => println!("signed in as {id}{}", via(ctx.tokens.chosen())),
+        None => println!(
+            "signed in{} (the access token does not say who)",
+            via(ctx.tokens.chosen())
+        ),
     }
+    drop(token);
     let id = ctx.subscription.as_str();
     let endpoint = &ctx.global.arm_endpoint;
     match ctx.arm.subscription(id, deadline).await {
@@ -359,16 +358,6 @@ async fn print_account(ctx: &Ctx) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("cannot read subscription {id}: {e}"),
     }
     Ok(())
-}
-
-/// What happened to one VM of the run, for the summary.
-enum Slot {
-    /// Not started yet (at the end: not attempted).
-    Waiting,
-    /// Started, not finished.
-    Running,
-    /// Finished.
-    Done(Outcome),
 }
 
 async fn run_plan(
@@ -432,7 +421,9 @@ async fn run_plan(
             }
         );
     }
-    let mut slots: Vec<Slot> = vms.iter().map(|_| Slot::Waiting).collect();
+    // The outcome of each VM, in order; `None` at the end: not attempted (every started VM
+    // finishes before the summary).
+    let mut outcomes: Vec<Option<Outcome>> = vms.iter().map(|_| None).collect();
     let mut next = 0;
     let mut first_failure: Option<usize> = None;
     let mut set = JoinSet::new();
@@ -451,7 +442,6 @@ async fn run_plan(
                 deadline,
             );
             set.spawn(async move { (i, task.await) });
-            slots[i] = Slot::Running;
             next += 1;
         }
         let Some(r) = set.join_next().await else {
@@ -462,21 +452,21 @@ async fn run_plan(
         if !o.ok && first_failure.is_none() {
             first_failure = Some(i);
         }
-        slots[i] = Slot::Done(o);
+        outcomes[i] = Some(o);
     }
     println!("== summary ({verb} order)");
     let (mut ok, mut failed, mut skipped) = (0, 0, 0);
-    for (vm, slot) in vms.iter().zip(&slots) {
-        let status = match slot {
-            Slot::Done(o) if o.ok => {
+    for (vm, outcome) in vms.iter().zip(&outcomes) {
+        let status = match outcome {
+            Some(o) if o.ok => {
                 ok += 1;
                 "ok".to_owned()
             }
-            Slot::Done(o) => {
+            Some(o) => {
                 failed += 1;
                 format!("FAILED: {}", o.text.lines().next().unwrap_or(""))
             }
-            Slot::Waiting | Slot::Running => {
+            None => {
                 skipped += 1;
                 let culprit = first_failure.map_or("-", |f| vms[f].name.as_str());
                 format!(
