@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use crate::{azure_emulator::AzureEmulator, binary};
+use crate::{Lab, azure_emulator::AzureEmulator, binary};
 
 /// The cryptoctl binary.
 pub fn ctl_bin() -> std::path::PathBuf {
@@ -41,6 +41,34 @@ pub fn cryptoctl(emu: &AzureEmulator) -> Command {
 /// Runs it with `args`.
 pub fn run(emu: &AzureEmulator, args: &[&str]) -> Output {
     cryptoctl(emu).args(args).output().expect("run cryptoctl")
+}
+
+/// The options that make cryptoctl reach `lab`'s VMs over ssh: as root with the lab's key, the
+/// client running inside the lab's switch namespace with the lab's ssh configuration.
+pub fn ssh_args(lab: &Lab) -> Vec<String> {
+    vec![
+        "--transport".into(),
+        "ssh".into(),
+        "--ssh-user".into(),
+        "root".into(),
+        "--ssh-key".into(),
+        lab.dir().join("id_ed25519").display().to_string(),
+        "--ssh-command".into(),
+        format!(
+            "ip netns exec {} ssh -F {}",
+            lab.vm(1).switch_netns,
+            lab.ssh_config().display()
+        ),
+    ]
+}
+
+/// Runs it with `args` over ssh to `lab`'s VMs.
+pub fn run_ssh(emu: &AzureEmulator, lab: &Lab, args: &[&str]) -> Output {
+    cryptoctl(emu)
+        .args(ssh_args(lab))
+        .args(args)
+        .output()
+        .expect("run cryptoctl")
 }
 
 /// stdout and stderr, for assertion messages.

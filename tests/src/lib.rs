@@ -50,6 +50,42 @@ pub fn agent_bin() -> PathBuf {
     binary("cryptobot-agent")
 }
 
+/// A server on a thread of its own: dropping it sends the stop signal and waits for the thread.
+#[derive(Debug)]
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve` on a thread named `name`; it gets the receiver of the stop signal.
+    pub fn spawn(
+        name: &str,
+        serve: impl FnOnce(tokio::sync::oneshot::Receiver<()>) + Send + 'static,
+    ) -> ServerThread {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || serve(stopped))
+            .expect("server thread");
+        ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Waits until `condition` holds, checking every 20 ms; panics after `timeout` naming `what`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

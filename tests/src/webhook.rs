@@ -6,6 +6,8 @@ use std::{net::SocketAddr, sync::mpsc};
 
 use axum::{Router, body::Bytes, http::Uri};
 
+use crate::ServerThread;
+
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -20,8 +22,7 @@ pub struct Delivery {
 pub struct WebhookReceiver {
     addr: SocketAddr,
     rx: mpsc::Receiver<Delivery>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 /// A listener on `ip` (random port) created inside the network namespace `netns` (a name under
@@ -52,40 +53,34 @@ impl WebhookReceiver {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("webhook-receiver".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("receiver runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new().fallback(move |uri: Uri, body: Bytes| {
-                        let tx = tx.clone();
-                        async move {
-                            let _ = tx.send(Delivery {
-                                path: uri.to_string(),
-                                body: String::from_utf8_lossy(&body).into_owned(),
-                            });
-                            "ok"
-                        }
-                    });
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
+        let server = ServerThread::spawn("webhook-receiver", move |stop| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("receiver runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let app = Router::new().fallback(move |uri: Uri, body: Bytes| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(Delivery {
+                            path: uri.to_string(),
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        "ok"
+                    }
                 });
-            })
-            .expect("receiver thread");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await;
+            });
+        });
         WebhookReceiver {
             addr,
             rx,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -98,16 +93,5 @@ impl WebhookReceiver {
     /// it is answered, so whatever a finished sender delivered is here).
     pub fn received(&self) -> Vec<Delivery> {
         self.rx.try_iter().collect()
-    }
-}
-
-impl Drop for WebhookReceiver {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -17,7 +17,7 @@ use cryptobot_tests::{
     agent::{AGENT_CONFIG, start_agent},
     agent_bin,
     azure_emulator::{AzureEmulator, EmulatedVm},
-    ctl::{cryptoctl, run, show},
+    ctl::{run, run_ssh, show},
     profile_dir, wait_until,
     webhook::WebhookReceiver,
 };
@@ -52,33 +52,12 @@ fn fleet() -> Fleet {
 }
 
 impl Fleet {
-    fn ssh_args(&self) -> Vec<String> {
-        vec![
-            "--transport".into(),
-            "ssh".into(),
-            "--ssh-user".into(),
-            "root".into(),
-            "--ssh-key".into(),
-            self.lab.dir().join("id_ed25519").display().to_string(),
-            "--ssh-command".into(),
-            format!(
-                "ip netns exec {} ssh -F {}",
-                self.lab.vm(1).switch_netns,
-                self.lab.ssh_config().display()
-            ),
-        ]
-    }
-
     fn run(&self, args: &[&str]) -> Output {
         run(&self.emu, args)
     }
 
     fn run_ssh(&self, args: &[&str]) -> Output {
-        cryptoctl(&self.emu)
-            .args(self.ssh_args())
-            .args(args)
-            .output()
-            .expect("cryptoctl")
+        run_ssh(&self.emu, &self.lab, args)
     }
 }
 

@@ -14,7 +14,7 @@ use cryptobot_tests::{
     Lab, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
     bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
-    ctl::{cryptoctl, show},
+    ctl::{cryptoctl, run_ssh, show, ssh_args},
     profile_dir,
 };
 use serde_json::Value;
@@ -101,23 +101,6 @@ fn fleet_named(names: &[&str]) -> Fleet {
 }
 
 impl Fleet {
-    fn ssh_args(&self) -> Vec<String> {
-        vec![
-            "--transport".into(),
-            "ssh".into(),
-            "--ssh-user".into(),
-            "root".into(),
-            "--ssh-key".into(),
-            self.lab.dir().join("id_ed25519").display().to_string(),
-            "--ssh-command".into(),
-            format!(
-                "ip netns exec {} ssh -F {}",
-                self.lab.vm(1).switch_netns,
-                self.lab.ssh_config().display()
-            ),
-        ]
-    }
-
     /// `deploy` of `vm` with the fast agent configuration and short gate.
     fn deploy(&self, vm: &str, ssh: bool, extra: &[&str]) -> Output {
         self.deploy_selected(&["-g", "BOTS-RG", "-n", vm], ssh, extra)
@@ -127,7 +110,7 @@ impl Fleet {
     fn deploy_selected(&self, selection: &[&str], ssh: bool, extra: &[&str]) -> Output {
         let mut c = cryptoctl(&self.emu);
         if ssh {
-            c.args(self.ssh_args());
+            c.args(ssh_args(&self.lab));
         }
         c.arg("deploy")
             .args(selection)
@@ -150,11 +133,7 @@ impl Fleet {
 
     /// `cryptoctl` over ssh with `args`.
     fn ctl_ssh(&self, args: &[&str]) -> Output {
-        cryptoctl(&self.emu)
-            .args(self.ssh_args())
-            .args(args)
-            .output()
-            .expect("cryptoctl")
+        run_ssh(&self.emu, &self.lab, args)
     }
 
     fn ctl(&self, args: &[&str]) -> Output {

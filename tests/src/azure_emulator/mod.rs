@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use crate::Vm;
+use crate::{ServerThread, Vm};
 
 /// The subscription the emulator serves.
 pub const SUBSCRIPTION: &str = "00000000-0000-4000-8000-00000000c0de";
@@ -306,36 +306,30 @@ impl EmulatorBuilder {
             scripts: Vec::new(),
             token: access_token(&self.claims),
         }));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = routes::router(state.clone());
         let server = pki.server.clone();
-        let thread = std::thread::Builder::new()
-            .name("azure-emulator".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .max_blocking_threads(64)
-                    .enable_all()
-                    .build()
-                    .expect("emulator runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                    tokio::select! {
-                        _ = tls::serve(listener, server, app) => {}
-                        _ = stop_rx => {}
-                    }
-                });
-                rt.shutdown_background();
-            })
-            .expect("emulator thread");
+        let server = ServerThread::spawn("azure-emulator", move |stop| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(64)
+                .enable_all()
+                .build()
+                .expect("emulator runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                tokio::select! {
+                    _ = tls::serve(listener, server, app) => {}
+                    _ = stop => {}
+                }
+            });
+            rt.shutdown_background();
+        });
         AzureEmulator {
             base,
             ca_file,
             _dir: dir,
             state,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         }
     }
 }
@@ -347,8 +341,7 @@ pub struct AzureEmulator {
     ca_file: PathBuf,
     _dir: tempfile::TempDir,
     state: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl AzureEmulator {
@@ -415,16 +408,5 @@ impl AzureEmulator {
     /// Every script run so far: (VM name, parameters).
     pub fn scripts(&self) -> Vec<(String, Vec<String>)> {
         self.state.lock().expect("state").scripts.clone()
-    }
-}
-
-impl Drop for AzureEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -25,7 +25,7 @@ use cryptobot_tests::{
     agent_bin,
     azure_emulator::{AzureEmulator, EmulatedVm, Faults},
     binary,
-    ctl::cryptoctl,
+    ctl::{cryptoctl, ssh_args},
 };
 
 const WORKER: &str = "faucet_worker.service";
@@ -872,22 +872,9 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
             vm.write_file(cryptobot_tests::agent::AGENT_CONFIG, cfg);
             vm.systemctl(&format!("restart {AGENT_UNIT}"));
             vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_secs(3));
-            let pid = main_pid(&vm, AGENT_UNIT)?;
-            let (c0, _) = proc_usage(&vm, pid)?;
-            let t = Instant::now();
-            std::thread::sleep(Duration::from_secs(secs));
-            let (c1, rss) = proc_usage(&vm, pid)?;
-            let cycles = t.elapsed().as_secs_f64(); // interval 1 s
-            let ms = (c1 - c0) * 1000.0 / cycles;
-            per.push(ms);
+            let (ms, rss) = agent_cpu_per_cycle(&vm, secs)?;
             println!("{n} mounts: {ms:.2} ms CPU per cycle, RSS {rss} KiB");
-            let _ = writeln!(
-                rows,
-                "| {n} | {ms:.2} | {:.2}× | {:.1} MiB |",
-                ms / per[0].max(0.01),
-                rss as f64 / 1024.0
-            );
+            growth_row(&mut rows, &mut per, n, ms, rss);
         }
         let _ = write!(
             md,
@@ -916,21 +903,9 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
                      -p RestartSec=1 -p StartLimitIntervalSec=0 /bin/sleep 1"
                 ));
             }
-            std::thread::sleep(Duration::from_secs(3));
-            let pid = main_pid(&vm, AGENT_UNIT)?;
-            let (c0, _) = proc_usage(&vm, pid)?;
-            let t = Instant::now();
-            std::thread::sleep(Duration::from_secs(secs));
-            let (c1, rss) = proc_usage(&vm, pid)?;
-            let ms = (c1 - c0) * 1000.0 / t.elapsed().as_secs_f64();
-            per.push(ms);
+            let (ms, rss) = agent_cpu_per_cycle(&vm, secs)?;
             println!("{n} churning units: {ms:.2} ms CPU per cycle, RSS {rss} KiB");
-            let _ = writeln!(
-                rows,
-                "| {n} | {ms:.2} | {:.2}× | {:.1} MiB |",
-                ms / per[0].max(0.01),
-                rss as f64 / 1024.0
-            );
+            growth_row(&mut rows, &mut per, n, ms, rss);
         }
         let _ = vm.run(&["sh", "-c", "systemctl stop 'bench-churn*'"]);
         let _ = write!(
@@ -943,6 +918,29 @@ fn bench_startup_footprint_growth(o: &Opts, md: &mut String) -> Result<()> {
     }
     drop(lab);
     Ok(())
+}
+
+/// The agent's CPU time per second (one check cycle at the 1 s interval) over `secs` seconds,
+/// after 3 s to settle, and its RSS at the end (KiB).
+fn agent_cpu_per_cycle(vm: &Vm, secs: u64) -> Result<(f64, u64)> {
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = main_pid(vm, AGENT_UNIT)?;
+    let (c0, _) = proc_usage(vm, pid)?;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (c1, rss) = proc_usage(vm, pid)?;
+    Ok(((c1 - c0) * 1000.0 / t.elapsed().as_secs_f64(), rss))
+}
+
+/// One row of a cost-growth table; `per` keeps the figures so far (the first is the baseline).
+fn growth_row(rows: &mut String, per: &mut Vec<f64>, n: usize, ms: f64, rss: u64) {
+    per.push(ms);
+    let _ = writeln!(
+        rows,
+        "| {n} | {ms:.2} | {:.2}× | {:.1} MiB |",
+        ms / per[0].max(0.01),
+        rss as f64 / 1024.0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,20 +1016,7 @@ fn bench_fleet(o: &Opts, md: &mut String) -> Result<()> {
         b = b.vm(EmulatedVm::lab(&format!("LabVm{}", i + 1), "LAB-RG", vm));
     }
     let emu = b.start();
-    let ssh = [
-        "--transport".to_owned(),
-        "ssh".to_owned(),
-        "--ssh-user".to_owned(),
-        "root".to_owned(),
-        "--ssh-key".to_owned(),
-        lab.dir().join("id_ed25519").display().to_string(),
-        "--ssh-command".to_owned(),
-        format!(
-            "ip netns exec {} ssh -F {}",
-            lab.vm(1).switch_netns,
-            lab.ssh_config().display()
-        ),
-    ];
+    let ssh = ssh_args(&lab);
     let ssh: Vec<&str> = ssh.iter().map(String::as_str).collect();
     let mut ssh_rows = String::new();
     let mut one = 0.0;

@@ -11,7 +11,7 @@ use cryptobot_tests::{
     agent::{kill_worker, wait_worker_back, worker_without_restart},
     azure_emulator::{AzureEmulator, EmulatedVm},
     bot::{BotRepo, prepare_vm},
-    ctl::cryptoctl,
+    ctl::{cryptoctl, ssh_args},
     profile_dir,
 };
 
@@ -91,20 +91,7 @@ fn main() {
     assert!(ctl(&emu, &none, &refs), "deploy to APPSERVRG failed");
 
     header("3. Deploy to BOTS-RG over ssh (the binary is copied over the connection)");
-    let ssh = vec![
-        "--transport".to_owned(),
-        "ssh".to_owned(),
-        "--ssh-user".to_owned(),
-        "root".to_owned(),
-        "--ssh-key".to_owned(),
-        lab.dir().join("id_ed25519").display().to_string(),
-        "--ssh-command".to_owned(),
-        format!(
-            "ip netns exec {} ssh -F {}",
-            lab.vm(3).switch_netns,
-            lab.ssh_config().display()
-        ),
-    ];
+    let ssh = ssh_args(&lab);
     let mut ssh_args: Vec<String> = vec!["deploy".into(), "-g".into(), "BOTS-RG".into()];
     ssh_args.extend(common.iter().cloned());
     let refs: Vec<&str> = ssh_args.iter().map(String::as_str).collect();
