@@ -1326,10 +1326,29 @@ impl fmt::Display for Config {
             dur(dl.heartbeat),
             dur(dl.journal)
         )?;
-        write!(
+        writeln!(
             f,
             "[state]\ndir = {:?}\n",
             self.state_dir.display().to_string()
+        )?;
+        writeln!(
+            f,
+            "[daemon]\ninterval = {:?}\nhistory = {:?}\n",
+            dur(self.daemon.interval),
+            dur(self.daemon.history)
+        )?;
+        let r = &self.restart;
+        write!(
+            f,
+            "[restart]\nenabled = {}\ninitial_delay = {:?}\nfactor = {}\nmax_delay = {:?}\n\
+             stable_after = {:?}\nhung_after = {:?}\nverify_timeout = {:?}\n",
+            r.enabled,
+            dur(r.initial_delay),
+            r.factor,
+            dur(r.max_delay),
+            dur(r.stable_after),
+            dur(r.hung_after),
+            dur(r.verify_timeout)
         )
     }
 }

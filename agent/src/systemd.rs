@@ -56,6 +56,33 @@ pub enum SystemdError {
     },
 }
 
+impl SystemdError {
+    /// systemd (asking polkit) refused the call for lack of privilege: `AccessDenied`, or
+    /// `InteractiveAuthorizationRequired` where no rule grants it (polkit 0.105 ignores the
+    /// JavaScript rule).
+    pub fn is_access_denied(&self) -> bool {
+        const DENIED: [&str; 2] = [
+            "org.freedesktop.DBus.Error.AccessDenied",
+            "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+        ];
+        match self {
+            SystemdError::Call {
+                source: zbus::Error::MethodError(name, ..),
+                ..
+            } => DENIED.contains(&name.as_str()),
+            SystemdError::Call {
+                source: zbus::Error::FDO(e),
+                ..
+            } => matches!(
+                **e,
+                zbus::fdo::Error::AccessDenied(_)
+                    | zbus::fdo::Error::InteractiveAuthorizationRequired(_)
+            ),
+            SystemdError::Connect { .. } | SystemdError::Call { .. } => false,
+        }
+    }
+}
+
 fn address_hint() -> String {
     match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
         Ok(a) => format!(" at {a}"),
@@ -127,16 +154,21 @@ pub async fn restart_unit(
     Ok(())
 }
 
-/// Waits until `unit` is active (after a restart); the error says what state it was left in.
+/// Waits until `unit` is active in an activation that began at or after `since` (so a restart that
+/// has not happened yet is not taken for done); the error says what state it was left in.
 pub async fn wait_active(
     conn: &Connection,
     unit: &str,
+    since: DateTime<Utc>,
     timeout: std::time::Duration,
 ) -> Result<UnitFacts, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let last = match unit_facts(conn, unit).await {
-            Ok(f) if f.is_active() => return Ok(f),
+            Ok(f) if f.is_active() && f.active_enter_timestamp.is_some_and(|t| t >= since) => {
+                return Ok(f);
+            }
+            Ok(f) if f.is_active() => "still in the activation before the restart".to_owned(),
             Ok(f) => format!("{} ({}), result {}", f.active_state, f.sub_state, f.result),
             Err(e) => e.to_string(),
         };

@@ -66,7 +66,8 @@ pub fn deploy_dir() -> std::path::PathBuf {
 }
 
 /// Installs the agent the way a deploy does: the binary in /usr/local/bin, the shipped unit, its
-/// system user (sysusers), the polkit rule and `config`; then starts it as its own user.
+/// system user (sysusers), the polkit rule, the restart helper and `config`; then starts it as its
+/// own user.
 pub fn install_deployed_agent(vm: &Vm, config: &str) {
     let deploy = deploy_dir();
     let read = |name: &str| {
@@ -90,7 +91,14 @@ pub fn install_deployed_agent(vm: &Vm, config: &str) {
         "/etc/systemd/system/cryptobot-agent.service",
         read("cryptobot-agent.service"),
     );
+    for unit in [
+        "cryptobot-worker-restart.path",
+        "cryptobot-worker-restart.service",
+    ] {
+        vm.write_file(&format!("/etc/systemd/system/{unit}"), read(unit));
+    }
     vm.sh("systemd-sysusers && systemctl daemon-reload");
+    vm.systemctl("enable --now cryptobot-worker-restart.path");
     vm.systemctl(&format!("start {AGENT_UNIT}"));
     vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(20));
 }

@@ -1,6 +1,6 @@
-//! A stand-in for the bot's git repository, for `cryptoctl deploy`: a `main.py` that rewrites the
-//! heartbeat file every second in the bot's 4-line format (float epoch first) and an empty
-//! `requirements.txt`. Branches: `master` (healthy), `v2` (healthy, another commit) and `broken`
+//! A stand-in for the bot's git repository, for `cryptoctl deploy`: a `main.py` that logs like the
+//! bot and rewrites the heartbeat file every second in the bot's 4-line format (float epoch first),
+//! and an empty `requirements.txt`. Branches: `master` (healthy), `v2` (healthy, another commit) and `broken`
 //! (exits at start). The repository lives in a host directory that the lab bind-mounts into every
 //! VM at the same path, so the VMs clone it by path.
 
@@ -14,12 +14,28 @@ static N: AtomicUsize = AtomicUsize::new(0);
 
 use crate::Vm;
 
-const MAIN: &str = r#"import time
+const MAIN: &str = r#"import logging, os, sys, time
 
-# Stand-in for the bot: the heartbeat the real scheduler loop writes (truncate and rewrite).
+# Stand-in for the bot. It logs like the bot's core/logging_setup.py (stdout, its format, no
+# syslog priority prefix) and writes the heartbeat the real scheduler loop writes (truncate and
+# rewrite). While /run/stand-in-bot/crash-after-1s exists it exits with status 1 one second after
+# each start (a crash loop, for the tests).
+logging.basicConfig(
+    level=logging.INFO,
+    format="%(asctime)s [%(levelname)s] %(name)s - %(message)s",
+    handlers=[logging.StreamHandler(sys.stdout)],
+)
+log = logging.getLogger("core.orchestrator")
+log.info("Scheduler started with 0 jobs")
+crash = os.path.exists("/run/stand-in-bot/crash-after-1s")
+started = time.time()
 while True:
     with open("/tmp/cryptobot_heartbeat", "w") as f:
         f.write(f"{time.time()}\n0 jobs\n0 running\nAccounts: None\n")
+    if crash:
+        time.sleep(max(0.0, started + 1 - time.time()))
+        log.critical("Wallet RPC unreachable")
+        sys.exit(1)
     time.sleep(1)
 "#;
 
@@ -118,6 +134,15 @@ impl Drop for BotRepo {
 /// trusting the repository bind-mounted from the host (owned by another user there).
 pub fn prepare_vm(vm: &Vm) {
     vm.sh("id azureuser >/dev/null 2>&1 || useradd -m -s /bin/bash azureuser; git config --system --add safe.directory '*'");
+}
+
+/// Makes the stand-in bot exit with status 1 one second after each start from now on.
+pub fn crash_after_one_second(vm: &Vm, on: bool) {
+    if on {
+        vm.sh("mkdir -p /run/stand-in-bot && touch /run/stand-in-bot/crash-after-1s");
+    } else {
+        vm.sh("rm -f /run/stand-in-bot/crash-after-1s");
+    }
 }
 
 /// The commit checked out in the VM's checkout.

@@ -68,10 +68,18 @@ async fn restart_if_needed(config: &Config, report: &Report) {
             state.record_attempt(now, &config.restart);
             let outcome = async {
                 let conn = systemd::connect().await.map_err(|e| e.to_string())?;
-                systemd::restart_unit(&conn, &config.unit, reset_failed)
+                let asked = chrono::Utc::now();
+                let via = crate::restart::helper::restart_worker(
+                    &conn,
+                    &config.unit,
+                    reset_failed,
+                    &config.state_dir,
+                    asked,
+                )
+                .await?;
+                systemd::wait_active(&conn, &config.unit, asked, config.restart.verify_timeout)
                     .await
-                    .map_err(|e| e.to_string())?;
-                systemd::wait_active(&conn, &config.unit, config.restart.verify_timeout).await
+                    .map_err(|e| format!("{e}{}", crate::restart::helper::hint(via)))
             };
             match outcome.await {
                 Ok(f) => eprintln!(

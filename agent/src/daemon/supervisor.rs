@@ -22,6 +22,7 @@ use crate::{
     evaluate::{Alert, CheckOutcome, Status, evaluate},
     report::{AgentInfo, Report},
     restart::{
+        helper,
         maintenance::Pause,
         policy::{self, Decision, Need},
         state::BackoffState,
@@ -398,25 +399,28 @@ impl Supervisor {
         self.trim_events();
         self.in_flight = Some(InFlight { reply });
         let unit = self.config.unit.clone();
+        let state_dir = self.config.state_dir.clone();
         let verify = self.config.restart.verify_timeout;
         let tx = self.restart_tx.clone();
         tokio::spawn(async move {
-            let done = match systemd::restart_unit(&conn, &unit, reset_failed).await {
-                Err(e) => RestartDone {
-                    ok: false,
-                    message: format!("restart failed: {e}"),
-                },
-                Ok(()) => match systemd::wait_active(&conn, &unit, verify).await {
-                    Ok(f) => RestartDone {
-                        ok: true,
-                        message: format!("{unit} is active (pid {})", f.main_pid),
-                    },
+            let asked = Utc::now();
+            let done =
+                match helper::restart_worker(&conn, &unit, reset_failed, &state_dir, asked).await {
                     Err(e) => RestartDone {
                         ok: false,
-                        message: e,
+                        message: format!("restart failed: {e}"),
                     },
-                },
-            };
+                    Ok(via) => match systemd::wait_active(&conn, &unit, asked, verify).await {
+                        Ok(f) => RestartDone {
+                            ok: true,
+                            message: format!("{unit} is active (pid {})", f.main_pid),
+                        },
+                        Err(e) => RestartDone {
+                            ok: false,
+                            message: format!("{e}{}", helper::hint(via)),
+                        },
+                    },
+                };
             let _ = tx.send(done).await;
         });
     }

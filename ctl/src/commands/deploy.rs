@@ -165,7 +165,7 @@ fn print_dry_run(global: &GlobalArgs, plan: &DeployPlan) {
         println!("  - {line}");
     }
     println!("== transport: {}", global.transport.as_str());
-    println!("== script arguments ($1..$20)");
+    println!("== script arguments ($1..$22)");
     for (i, (name, value)) in plan.args(RUN_COMMAND_BUDGET).iter().enumerate() {
         let shown = if value.len() > 100 {
             format!("<{} bytes of base64>", value.len())

@@ -19,6 +19,11 @@ pub const AGENT_UNIT: &str = include_str!("../../../deploy/cryptobot-agent.servi
 pub const SYSUSERS: &str = include_str!("../../../deploy/cryptobot-agent.sysusers");
 /// The polkit rule.
 pub const POLKIT_RULE: &str = include_str!("../../../deploy/cryptobot-agent.rules");
+/// The worker's restart helper (for polkit 0.105): its path unit and its service.
+pub const HELPER_PATH_UNIT: &str = include_str!("../../../deploy/cryptobot-worker-restart.path");
+/// The restart helper's service.
+pub const HELPER_SERVICE_UNIT: &str =
+    include_str!("../../../deploy/cryptobot-worker-restart.service");
 /// The annotated default configuration.
 pub const AGENT_CONFIG: &str = include_str!("../../../deploy/agent.toml");
 
@@ -268,7 +273,7 @@ fn flag(b: bool) -> String {
 }
 
 impl DeployPlan {
-    /// The positional arguments `$1..$20`, named; `budget` bytes of output (0: no limit).
+    /// The positional arguments `$1..$22`, named; `budget` bytes of output (0: no limit).
     pub fn args(&self, budget: usize) -> Vec<(&'static str, String)> {
         let dash = || "-".to_owned();
         vec![
@@ -335,6 +340,8 @@ impl DeployPlan {
                     .map_or_else(dash, |c| c.as_str().to_owned()),
             ),
             ("budget", budget.to_string()),
+            ("helperPath", b64(HELPER_PATH_UNIT)),
+            ("helperService", b64(HELPER_SERVICE_UNIT)),
         ]
     }
 
@@ -466,9 +473,9 @@ mod tests {
     }
 
     #[test]
-    fn twenty_positional_arguments_in_the_scripts_order() {
+    fn twenty_two_positional_arguments_in_the_scripts_order() {
         let args = plan().args(4000);
-        assert_eq!(args.len(), 20);
+        assert_eq!(args.len(), 22);
         let v: Vec<&str> = args.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(v[0], "deploy");
         assert_eq!(v[4], "master");

@@ -13,12 +13,14 @@
 #   $15 polkit rule (b64)              $16 agent.toml (b64)   $17 force config 0|1
 #   $18 gate timeout seconds           $19 rollback commit (- : the one before the last deploy)
 #   $20 output budget in bytes (0: unlimited)
+#   $21 restart helper path unit (b64) $22 restart helper service unit (b64)
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LC_ALL=C
 export PATH LC_ALL
 umask 022
 WORKER=faucet_worker.service
 AGENT_UNIT=cryptobot-agent.service
+HELPER=cryptobot-worker-restart
 AGENT=/usr/local/bin/cryptobot-agent
 STATE=/var/lib/cryptobot-deploy
 UNITS=/etc/systemd/system
@@ -28,7 +30,7 @@ shift 9
 watchdog=$1 agent_src=$2 agent_sha=$3 agent_unit=$4 sysusers=$5 rules=$6 config=$7
 force_config=$8 gate_timeout=$9
 shift 9
-rb_commit=$1 budget=$2
+rb_commit=$1 budget=$2 helper_path=$3 helper_service=$4
 case $budget in '' | *[!0-9]*) budget=0 ;; esac
 case $gate_timeout in '' | *[!0-9]*) gate_timeout=300 ;; esac
 fields="v=1 action=$mode"
@@ -270,6 +272,9 @@ if [ "$skip_agent" != 1 ]; then
   put "$sysusers" /usr/lib/sysusers.d/cryptobot-agent.conf 644 || die "cannot install sysusers"
   put "$rules" /etc/polkit-1/rules.d/50-cryptobot-agent.rules 644 || die "cannot install the polkit rule"
   put "$agent_unit" "$UNITS/$AGENT_UNIT" 644 || die "cannot install the agent unit"
+  # The worker's restart helper, for polkit 0.105 (which ignores the rule above).
+  put "$helper_path" "$UNITS/$HELPER.path" 644 || die "cannot install the restart helper"
+  put "$helper_service" "$UNITS/$HELPER.service" 644 || die "cannot install the restart helper"
   conf=/etc/cryptobot/agent.toml
   printf '%s' "$config" | base64 -d >"$work/agent.toml"
   new_sum=$(sha256sum <"$work/agent.toml" | cut -d' ' -f1)
@@ -291,6 +296,7 @@ if [ "$skip_agent" != 1 ]; then
   systemd-sysusers >>"$log" 2>&1 || die "systemd-sysusers failed"
   systemctl daemon-reload
   systemctl enable -q "$AGENT_UNIT" || die "cannot enable $AGENT_UNIT"
+  systemctl enable -q --now "$HELPER.path" || die "cannot start $HELPER.path"
   systemctl restart "$AGENT_UNIT" || say "systemctl restart $AGENT_UNIT failed"
 fi
 
