@@ -213,6 +213,36 @@ if [ "$mode" = rollback ]; then
   die "$gate_reason"
 fi
 
+# --- deploy: preflight. Nothing on the VM changes before the release and the agent binary pass.
+sd_version=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
+case $sd_version in '' | *[!0-9]*) die "systemd is missing (systemctl --version gave nothing)" ;; esac
+[ "$sd_version" -ge 247 ] || die "systemd $sd_version is older than 247, the oldest supported"
+if [ "$skip_app" != 1 ]; then
+  command -v git >/dev/null 2>&1 || die "git is missing on the VM (apt-get install git)"
+  python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    die "python3-venv is missing on the VM (apt-get install python3-venv)"
+fi
+if [ "$skip_agent" != 1 ]; then
+  case $agent_src in
+    url:*)
+      say "fetching the agent"
+      curl -fsSL --max-time 300 -o "$work/agent" -- "${agent_src#url:}" >>"$log" 2>&1 || die "cannot fetch the agent binary"
+      ;;
+    file:*) cp -- "${agent_src#file:}" "$work/agent" || die "the uploaded agent binary is missing" ;;
+    *) die "no agent binary (use --agent-url over run-command)" 64 ;;
+  esac
+  case $agent_src in file:*) rm -f -- "${agent_src#file:}" ;; esac
+  [ "$(sha256sum <"$work/agent" | cut -d' ' -f1)" = "$agent_sha" ] || die "the agent binary's SHA-256 does not match"
+  chmod 755 "$work/agent"
+  if ! "$work/agent" --version >"$work/agent-version" 2>&1; then
+    need=$(grep -o 'GLIBC_[0-9.]*' "$work/agent-version" | sort -V | tail -n 1)
+    have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')
+    [ -n "$need" ] &&
+      die "the agent binary needs glibc ${need#GLIBC_} but the VM has glibc ${have:-unknown} (build the portable agent with cargo xtask dist)"
+    die "the agent binary does not run on this VM: $(head -c 300 "$work/agent-version" | tr '\n' ' ')"
+  fi
+fi
+
 # --- deploy: the bot ---
 if [ "$skip_app" != 1 ]; then
   if [ ! -d "$app_dir/.git" ]; then
@@ -255,16 +285,6 @@ fi
 
 # --- deploy: the agent ---
 if [ "$skip_agent" != 1 ]; then
-  case $agent_src in
-    url:*)
-      say "fetching the agent"
-      curl -fsSL --max-time 300 -o "$work/agent" -- "${agent_src#url:}" >>"$log" 2>&1 || die "cannot fetch the agent binary"
-      ;;
-    file:*) cp -- "${agent_src#file:}" "$work/agent" || die "the uploaded agent binary is missing" ;;
-    *) die "no agent binary (use --agent-url over run-command)" 64 ;;
-  esac
-  [ "$(sha256sum <"$work/agent" | cut -d' ' -f1)" = "$agent_sha" ] || die "the agent binary's SHA-256 does not match"
-  case $agent_src in file:*) rm -f -- "${agent_src#file:}" ;; esac
   install -m 755 "$work/agent" "$AGENT.cryptoctl-new" || die "cannot stage the agent"
   [ -f "$AGENT" ] && ln -f "$AGENT" "$AGENT.previous"
   mv -f "$AGENT.cryptoctl-new" "$AGENT" || die "cannot install the agent"
