@@ -220,6 +220,7 @@ pub struct RawHeartbeat {
 #[allow(missing_docs)]
 pub struct RawJournal {
     pub max_lookback: Option<HumanDuration>,
+    pub patterns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +264,8 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// Longest window the journal check looks back when it has nothing better.
     pub journal_max_lookback: Duration,
+    /// Regular expressions that make a journal line an error whatever its priority.
+    pub journal_patterns: Vec<String>,
     /// More restarts than this within `crash_loop_window` is a crash loop.
     pub crash_loop_restarts: u32,
     /// The window the daemon counts restarts in.
@@ -512,6 +515,12 @@ pub struct Deadlines {
 }
 
 const DEFAULT_APP_DIR: &str = "/home/azureuser/Repositories/cryptobot";
+/// The journal check's default error markers: the bot's error levels (it logs every line at info),
+/// and the start of a Python traceback.
+pub const DEFAULT_JOURNAL_PATTERNS: [&str; 2] = [
+    r"\[(ERROR|CRITICAL)\]",
+    r"^Traceback \(most recent call last\):",
+];
 
 /// The heartbeat files of the bot: the live writer's `/tmp` file first, then the checkout's.
 pub fn default_heartbeat_paths(app_dir: &Path) -> Vec<PathBuf> {
@@ -538,6 +547,7 @@ impl Default for Config {
             },
             memory_warning_percent: 90,
             journal_max_lookback: Duration::from_secs(15 * 60),
+            journal_patterns: DEFAULT_JOURNAL_PATTERNS.map(String::from).to_vec(),
             crash_loop_restarts: 5,
             crash_loop_window: Duration::from_secs(15 * 60),
             deadlines: Deadlines {
@@ -749,11 +759,24 @@ impl Config {
             d.heartbeat.stale_after,
         )?;
 
+        let journal = raw.journal.unwrap_or_default();
         let journal_max_lookback = positive(
             "journal.max_lookback",
-            raw.journal.and_then(|j| j.max_lookback),
+            journal.max_lookback,
             d.journal_max_lookback,
         )?;
+        let journal_patterns = journal.patterns.unwrap_or(d.journal_patterns);
+        for (i, p) in journal_patterns.iter().enumerate() {
+            if p.is_empty() {
+                return invalid(
+                    "journal.patterns",
+                    format!("pattern {i} is empty (it would make every line an error)"),
+                );
+            }
+            if let Err(e) = regex_lite::Regex::new(p) {
+                return invalid("journal.patterns", format!("pattern {i} ({p:?}): {e}"));
+            }
+        }
         let crash_loop = raw.crash_loop.unwrap_or_default();
         let crash_loop_restarts = crash_loop.restarts.unwrap_or(d.crash_loop_restarts);
         let crash_loop_window =
@@ -860,6 +883,7 @@ impl Config {
             memory_warning_percent,
             heartbeat: HeartbeatConfig { paths, stale_after },
             journal_max_lookback,
+            journal_patterns,
             crash_loop_restarts,
             crash_loop_window,
             deadlines,
@@ -1307,8 +1331,13 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "[journal]\nmax_lookback = {:?}\n",
-            dur(self.journal_max_lookback)
+            "[journal]\nmax_lookback = {:?}\npatterns = [{}]\n",
+            dur(self.journal_max_lookback),
+            self.journal_patterns
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
         writeln!(
             f,
@@ -1405,6 +1434,8 @@ mod tests {
                 "heartbeat.stale_after",
             ),
             ("[deadlines]\njournal = \"0s\"\n", "deadlines.journal"),
+            ("[journal]\npatterns = [\"(\"]\n", "journal.patterns"),
+            ("[journal]\npatterns = [\"\"]\n", "journal.patterns"),
             (
                 "[journal]\nmax_lookback = \"500000years\"\n",
                 "journal.max_lookback",

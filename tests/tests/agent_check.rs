@@ -219,11 +219,60 @@ fn journal_errors_are_reported_once() {
     let (code, v) = check_json(vm, &[]);
     assert_eq!(alerts(&v), vec!["Found 2 recent errors in logs"]);
     assert_eq!(code, 1);
-    assert_eq!(
-        v["journal"]["recent"][1]["message"],
-        "simulated error 2 of 2"
+    let last = v["journal"]["recent"][1]["message"].as_str().unwrap();
+    assert!(
+        last.ends_with(" [ERROR] faucets.firefaucet - simulated error 2 of 2"),
+        "{last}"
     );
     // the next check has nothing new to say about them
+    let (code, v) = check_json(vm, &[]);
+    assert_eq!((code, alerts(&v)), (0, vec![]));
+}
+
+/// The bot's errors as it writes them: everything on stdout at priority info, its `[ERROR]` and
+/// `[CRITICAL]` levels, and an uncaught exception's traceback (one error, not four).
+#[test]
+fn the_bots_error_lines_and_a_traceback_are_errors_once() {
+    let lab = Lab::start(1);
+    let vm = ready(&lab);
+    assert_eq!(check_json(vm, &[]).0, 0);
+    vm.write_file(
+        "/run/fake-worker/say",
+        "2026-01-24 10:16:40,002 [ERROR] faucets.firefaucet - Claim failed: TimeoutError\n\
+         2026-01-24 10:16:40,950 [INFO] core.orchestrator - recovered from error, retrying\n\
+         2026-01-24 10:16:41,002 [ERROR] faucets.coinpayu - Claim failed: captcha\n\
+         2026-01-24 10:17:00,950 [CRITICAL] core.wallet_manager - Wallet RPC unreachable\n\
+         Traceback (most recent call last):\n\
+         \x20 File \"/home/azureuser/Repositories/cryptobot/main.py\", line 12, in <module>\n\
+         \x20   from typing import Dict\n\
+         NameError: name 'Dict' is not defined\n",
+    );
+    wait_until(
+        "the worker to print its lines",
+        Duration::from_secs(5),
+        || vm.read_file("/run/fake-worker/say").is_err(),
+    );
+    wait_until("journald to store them", Duration::from_secs(5), || {
+        vm.journal(WORKER)
+            .contains("NameError: name 'Dict' is not defined")
+    });
+    let out = vm.run(&[
+        "journalctl",
+        "-u",
+        WORKER,
+        "-p",
+        "err",
+        "-o",
+        "cat",
+        "--no-pager",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Wallet RPC"),
+        "the stand-in must log at info, as the bot does"
+    );
+    let (code, v) = check_json(vm, &[]);
+    assert_eq!(alerts(&v), vec!["Found 4 recent errors in logs"]);
+    assert_eq!(code, 1);
     let (code, v) = check_json(vm, &[]);
     assert_eq!((code, alerts(&v)), (0, vec![]));
 }

@@ -1,6 +1,14 @@
-//! Journal check: error-priority entries (`-p err`, priorities 0-3) of the worker unit that are
-//! recent, i.e. newer than both the previous check and the start of the unit's current invocation.
-//! An old error is reported once, never forever. Any entry is WARNING `Found N recent errors in logs`.
+//! Journal check: the worker unit's errors that are recent, i.e. newer than both the previous check
+//! and the start of the unit's current invocation. An old error is reported once, never forever.
+//! Any error is WARNING `Found N recent errors in logs`.
+//!
+//! An entry is an error when its priority is err or worse, or when its message carries one of the
+//! error markers (`[journal] patterns`). The bot logs every line to stdout at priority 6 (info) in
+//! the format `%(asctime)s [%(levelname)s] %(name)s - %(message)s`, so by default its `[ERROR]` and
+//! `[CRITICAL]` lines are errors, and so is a Python traceback: `Traceback (most recent call
+//! last):`, its indented frame lines and the exception line count once, as one error (chained
+//! tracebacks included). `logger.exception` prints an `[ERROR]` line and a traceback: two errors,
+//! since nothing in the journal tells its traceback from an uncaught one printed right after.
 //!
 //! The entries come from `journalctl -o json` (the journal's export format, not human text).
 
@@ -13,8 +21,84 @@ use tokio::process::Command;
 use super::{Probe, ProbeError};
 use crate::evaluate::{Alert, CheckOutcome, Status};
 
-/// At most this many entries are read per check.
-const MAX_ENTRIES: usize = 1000;
+/// At most this many entries (the newest) are read per check: every priority, since the bot logs
+/// its errors at info.
+const MAX_ENTRIES: usize = 10_000;
+/// How Python begins a traceback.
+const TRACEBACK: &str = "Traceback (most recent call last):";
+
+/// Compiled error markers (`[journal] patterns`, validated when the configuration loads).
+#[derive(Debug, Clone)]
+pub struct ErrorMarkers(Vec<regex_lite::Regex>);
+
+impl ErrorMarkers {
+    /// Compiles the patterns; the error names the index and what is wrong.
+    pub fn new(patterns: &[String]) -> Result<ErrorMarkers, (usize, String)> {
+        patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| regex_lite::Regex::new(p).map_err(|e| (i, e.to_string())))
+            .collect::<Result<_, _>>()
+            .map(ErrorMarkers)
+    }
+
+    fn matches(&self, message: &str) -> bool {
+        self.0.iter().any(|r| r.is_match(message))
+    }
+}
+
+/// The errors among `entries` (oldest first): priority err or worse, or a marker; a traceback is
+/// one error with its frame and exception lines.
+pub fn errors(entries: Vec<JournalEntry>, markers: &ErrorMarkers) -> Vec<JournalEntry> {
+    /// Where the previous entry left off.
+    #[derive(PartialEq)]
+    enum After {
+        Other,
+        /// Inside a counted traceback (indented lines belong to it; the first other line is the
+        /// exception and ends it).
+        Traceback,
+        /// After its exception line: blank lines may come, then Python's chaining text.
+        Exception,
+        /// After the chaining text: the next traceback is the same error.
+        Chained,
+    }
+    let chain_text = |m: &str| {
+        m.starts_with("During handling of the above exception")
+            || m.starts_with("The above exception was the direct cause")
+    };
+    let mut out = Vec::new();
+    let mut after = After::Other;
+    for e in entries {
+        let msg = e.message.as_str();
+        let marked = e.priority <= 3 || markers.matches(msg);
+        match after {
+            After::Traceback if msg.starts_with([' ', '\t']) => continue,
+            // The exception line, unless it is an error line of its own (another thread's).
+            After::Traceback if !marked => {
+                after = After::Exception;
+                continue;
+            }
+            After::Exception | After::Chained if msg.trim().is_empty() => continue,
+            After::Exception if chain_text(msg) => {
+                after = After::Chained;
+                continue;
+            }
+            _ => {}
+        }
+        let chained = after == After::Chained;
+        after = After::Other;
+        if msg.starts_with(TRACEBACK) && (marked || chained) {
+            if !chained {
+                out.push(e);
+            }
+            after = After::Traceback;
+        } else if marked {
+            out.push(e);
+        }
+    }
+    out
+}
+
 /// At most this many messages are kept in the report.
 const KEPT_MESSAGES: usize = 5;
 
@@ -59,11 +143,11 @@ pub fn window_start(
 }
 
 impl JournalErrors {
-    /// Keeps the entries in `(since, until]` with priority err or worse.
-    pub fn new(since: DateTime<Utc>, until: DateTime<Utc>, entries: Vec<JournalEntry>) -> Self {
-        let mut entries: Vec<_> = entries
+    /// Keeps the errors (see [`errors`]) in `(since, until]`.
+    pub fn new(since: DateTime<Utc>, until: DateTime<Utc>, errors: Vec<JournalEntry>) -> Self {
+        let mut entries: Vec<_> = errors
             .into_iter()
-            .filter(|e| e.priority <= 3 && e.time > since && e.time <= until)
+            .filter(|e| e.time > since && e.time <= until)
             .collect();
         entries.sort_by_key(|e| e.time);
         let mut j = JournalErrors {
@@ -93,10 +177,17 @@ impl JournalErrors {
     }
 }
 
-/// Reads the unit's error entries newer than `since` with `journalctl`.
-pub async fn probe(unit: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Probe<JournalErrors> {
+/// Reads the unit's entries newer than `since` with `journalctl` and keeps its errors.
+pub async fn probe(
+    unit: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    patterns: &[String],
+) -> Probe<JournalErrors> {
+    let markers = ErrorMarkers::new(patterns)
+        .map_err(|(i, e)| ProbeError::new(format!("journal.patterns[{i}]: {e}")))?;
     let output = Command::new("journalctl")
-        .args(["--no-pager", "--quiet", "--output=json", "--priority=err"])
+        .args(["--no-pager", "--quiet", "--output=json"])
         .arg(format!("--unit={unit}"))
         .arg(format!("--since=@{}", since.timestamp()))
         .arg(format!("--lines={MAX_ENTRIES}"))
@@ -129,7 +220,7 @@ pub async fn probe(unit: &str, since: DateTime<Utc>, until: DateTime<Utc>) -> Pr
             "no journal files in /run/log/journal or /var/log/journal (is systemd-journald running?)",
         ));
     }
-    Ok(JournalErrors::new(since, until, entries))
+    Ok(JournalErrors::new(since, until, errors(entries, &markers)))
 }
 
 /// Where journald keeps its files: volatile, then persistent.
@@ -175,12 +266,12 @@ fn parse_entry(v: &serde_json::Value) -> Result<JournalEntry, String> {
         .and_then(|t| t.parse().ok())
         .ok_or("no __REALTIME_TIMESTAMP")?;
     let time = DateTime::from_timestamp_micros(usec).ok_or("__REALTIME_TIMESTAMP out of range")?;
-    // PRIORITY is absent on some entries; journalctl -p has already selected them, so treat as err.
+    // PRIORITY is absent on some entries: journald's default for a stream is info.
     let priority = v
         .get("PRIORITY")
         .and_then(|p| p.as_str())
         .and_then(|p| p.parse::<u8>().ok())
-        .unwrap_or(3);
+        .unwrap_or(6);
     let message = match v.get("MESSAGE") {
         Some(serde_json::Value::String(s)) => s.clone(),
         // binary-safe form: an array of byte values
@@ -244,6 +335,107 @@ mod tests {
         }
     }
 
+    fn lines(text: &str) -> Vec<JournalEntry> {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| JournalEntry {
+                time: t(i as i64),
+                priority: 6,
+                message: l.to_owned(),
+            })
+            .collect()
+    }
+
+    fn defaults() -> ErrorMarkers {
+        ErrorMarkers::new(&crate::config::DEFAULT_JOURNAL_PATTERNS.map(String::from)).unwrap()
+    }
+
+    fn error_lines(text: &str, markers: &ErrorMarkers) -> Vec<String> {
+        errors(lines(text), markers)
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[test]
+    fn the_bots_error_levels_and_a_bare_traceback_are_errors() {
+        let log = "\
+2026-01-24 10:15:02,481 [INFO] core.orchestrator - Scheduler started with 14 jobs
+2026-01-24 10:16:40,002 [ERROR] faucets.firefaucet - Claim failed: TimeoutError
+2026-01-24 10:16:41,002 [INFO] faucets.firefaucet - retrying after error, no error now
+2026-01-24 10:16:42,002 [WARNING] core.proxy_manager - ⚠️ error rate high
+2026-01-24 10:16:43,002 [ERROR] faucets.coinpayu - Claim failed: 🚫 captcha
+2026-01-24 10:17:00,950 [CRITICAL] core.wallet_manager - Wallet RPC unreachable
+Traceback (most recent call last):
+  File \"/home/azureuser/Repositories/cryptobot/main.py\", line 12, in <module>
+    from typing import Dict
+NameError: name 'Dict' is not defined
+2026-01-24 10:18:00,000 [INFO] core.orchestrator - ErrorHandler ready";
+        let found = error_lines(log, &defaults());
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(found[3].starts_with("Traceback"));
+    }
+
+    #[test]
+    fn logger_exception_is_two_errors_and_chained_tracebacks_are_one() {
+        let log = "\
+2026-01-24 10:16:40,002 [ERROR] core.orchestrator - Job crashed
+Traceback (most recent call last):
+  File \"x.py\", line 1, in <module>
+ValueError: bad
+Traceback (most recent call last):
+  File \"y.py\", line 2, in f
+KeyError: 'k'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File \"y.py\", line 4, in f
+RuntimeError: worse
+2026-01-24 10:16:41,000 [ERROR] core.orchestrator - next";
+        let found = error_lines(log, &defaults());
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(found[1].starts_with("Traceback"));
+        assert!(found[2].starts_with("Traceback"));
+        assert!(found[3].ends_with("next"));
+    }
+
+    #[test]
+    fn an_error_line_inside_a_traceback_is_not_its_exception_line() {
+        let log = "\
+Traceback (most recent call last):
+  File \"x.py\", line 1, in <module>
+2026-01-24 10:16:40,002 [ERROR] other.thread - failed
+ValueError: bad";
+        assert_eq!(error_lines(log, &defaults()).len(), 2);
+    }
+
+    #[test]
+    fn priority_err_counts_and_markers_are_configurable() {
+        let mut entries = lines("plain text\nFATAL: disk gone\n[ERROR] not ours");
+        entries[0].priority = 3;
+        let custom = ErrorMarkers::new(&["^FATAL:".to_owned()]).unwrap();
+        let found: Vec<String> = errors(entries, &custom)
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(found, ["plain text", "FATAL: disk gone"]);
+        // without the traceback marker, a traceback is not an error
+        let only_levels =
+            ErrorMarkers::new(&[crate::config::DEFAULT_JOURNAL_PATTERNS[0].to_owned()]).unwrap();
+        assert!(
+            error_lines(
+                "Traceback (most recent call last):\n  x\nE: y",
+                &only_levels
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            ErrorMarkers::new(&["ok".into(), "(".into()]).unwrap_err().0,
+            1
+        );
+    }
+
     #[test]
     fn parses_journalctl_json() {
         let out = br#"{"__REALTIME_TIMESTAMP":"1796092292999966","PRIORITY":"3","MESSAGE":"simulated error 1 of 2","__CURSOR":"s=1"}
@@ -257,7 +449,7 @@ mod tests {
         assert_eq!(e[0].time.timestamp_micros(), 1_796_092_292_999_966);
         assert_eq!(e[1].priority, 2);
         assert_eq!(e[1].message, "hi\u{fffd}");
-        assert_eq!((e[2].priority, e[2].message.as_str()), (3, ""));
+        assert_eq!((e[2].priority, e[2].message.as_str()), (6, ""));
     }
 
     #[test]
@@ -277,13 +469,7 @@ mod tests {
         let j = JournalErrors::new(
             t(100),
             t(200),
-            vec![
-                entry(100, 3),
-                entry(150, 3),
-                entry(200, 3),
-                entry(201, 3),
-                entry(160, 6),
-            ],
+            vec![entry(100, 3), entry(150, 3), entry(200, 3), entry(201, 3)],
         );
         assert_eq!(j.count, 2);
         assert_eq!(

@@ -124,7 +124,10 @@ pub async fn collect(
         heartbeat::probe(&config.heartbeat.paths, taken_at),
     );
     let since = journal::window_start(journal_since, taken_at, config.journal_max_lookback);
-    let journal = with_deadline(dl.journal, journal::probe(&config.unit, since, taken_at));
+    let journal = with_deadline(
+        dl.journal,
+        journal::probe(&config.unit, since, taken_at, &config.journal_patterns),
+    );
     let (service, disks, memory, heartbeat, journal) =
         tokio::join!(service, disks, memory, heartbeat, journal);
     // Errors of earlier invocations of the unit are not "recent", whatever the window says.

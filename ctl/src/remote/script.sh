@@ -212,9 +212,19 @@ logs() {
   case $prio in [0-7]) ;; *) prio=- ;; esac
   set -- --no-pager -q -o short-iso -u "$unit" -n "$lines"
   [ "$since" -gt 0 ] && set -- "$@" "--since=-${since}s"
-  [ "$prio" != - ] && set -- "$@" -p "$prio"
-  journalctl "$@" >"$tmp/log" 2>"$tmp/err" </dev/null
-  code=$?
+  if [ "$prio" = - ]; then
+    journalctl "$@" >"$tmp/log" 2>"$tmp/err" </dev/null
+    code=$?
+  else
+    journalctl "$@" -p "$prio" >"$tmp/log" 2>"$tmp/err" </dev/null
+    code=$?
+    # The bot logs every line at info: its error levels and tracebacks are errors too.
+    if [ "$unit" = "$WORKER" ] && [ "$prio" -le 3 ]; then
+      journalctl "$@" 2>/dev/null </dev/null |
+        grep -E '\[(ERROR|CRITICAL)\]|Traceback \(most recent call last\)' >>"$tmp/log"
+      sort -u "$tmp/log" | tail -n "$lines" >"$tmp/sorted" && mv -f "$tmp/sorted" "$tmp/log"
+    fi
+  fi
   n=$(wc -l <"$tmp/log")
   n=$((n + 0))
   cp "$tmp/log" "$tmp/fit"
