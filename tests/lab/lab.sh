@@ -1,7 +1,7 @@
 #!/bin/bash
 # Simulated VMs for the tests: each VM is a real systemd as PID 1 of its own pid, mount, uts, ipc,
-# cgroup and network namespaces, on a throw-away overlay of the host's root file system, with its own
-# D-Bus system bus, journald and sshd.
+# cgroup and network namespaces, on a throw-away overlay of a root file system (the host's, or one of
+# another Debian release built by rootfs.sh), with its own D-Bus system bus, journald and sshd.
 #
 #   lab.sh up N        boot vm1..vmN; writes $LAB_DIR/vmI/env (shell syntax) for each VM
 #   lab.sh down        power every VM off and undo every mount, namespace and cgroup (idempotent)
@@ -12,6 +12,8 @@
 #   LAB_ID      prefix of host-global names (network namespaces, cgroup); [a-z0-9_]+, required
 #   LAB_DIR     directory of this lab's state, required
 #   LAB_OWNER   pid of the process that owns the lab (for gc); default: parent pid
+#   LAB_ROOTFS  root file system under every VM's overlay (default /, the host's own); e.g. the path
+#               `rootfs.sh bullseye` prints. Only LAB_BIND, LAB_FILES and LAB_UNITS bring host files in
 #   LAB_BIND    space-separated host directories bind-mounted read-write at the same path in every VM
 #   LAB_UNITS   directory whose files are copied to every VM's /etc/systemd/system and started
 #   LAB_FILES   directory whose tree is copied into every VM's root (e.g. usr/local/lib/...)
@@ -35,9 +37,9 @@ cgroup_root() {
 # ------------------------------------------------------------------------------------------ init
 # Runs as PID 1 of the new pid namespace, inside a private mount namespace.
 vm_init() {
-  local name=$1 dir=$2 root=$2/root
+  local name=$1 dir=$2 root=$2/root lower=${LAB_ROOTFS:-/}
   mount --make-rprivate /
-  mount -t overlay "lab-$name" -o "lowerdir=/,upperdir=$dir/rw/upper,workdir=$dir/rw/work" "$root"
+  mount -t overlay "lab-$name" -o "lowerdir=$lower,upperdir=$dir/rw/upper,workdir=$dir/rw/work" "$root"
   mount --bind "$dir/run" "$root/run"
   mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
   # Kernel-wide settings must stay untouched: systemd would otherwise raise fs.file-max and
@@ -75,7 +77,8 @@ vm_init() {
 }
 
 # -------------------------------------------------------------------------------------------- up
-# Units of the host image that are host-global or pointless in a lab VM.
+# Units of the root file systems (the host's, bullseye's systemd 247, trixie's 257) that are
+# host-global or pointless in a lab VM; masking a unit a release does not have is harmless.
 MASKED="systemd-sysctl.service systemd-modules-load.service systemd-binfmt.service
   proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount sys-kernel-debug.mount
   sys-kernel-tracing.mount sys-kernel-config.mount sys-fs-fuse-connections.mount dev-hugepages.mount
@@ -87,7 +90,9 @@ MASKED="systemd-sysctl.service systemd-modules-load.service systemd-binfmt.servi
   e2scrub_reap.service postgresql.service apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
   e2scrub_all.timer fstrim.timer man-db.timer ssh.service ssh.socket systemd-timedated.service
   cron.service exim4.service monit.service prometheus-node-exporter.service redis-server.service
-  nginx.service memcached.service"
+  nginx.service memcached.service systemd-boot-system-token.service systemd-hibernate-clear.service
+  systemd-pcrmachine.service systemd-pcrextend.socket systemd-pcrlock.socket systemd-tpm2-setup.service
+  systemd-tpm2-setup-early.service systemd-sysext.service systemd-sysext.socket systemd-confext.service"
 
 prepare_vm() {
   local i=$1 name=vm$1 dir=$LAB_DIR/vm$1
@@ -157,7 +162,7 @@ UNIT
   ip -n "$LAB_ID-$name" route add default via 10.200.0.1
 
   mkdir -p "$CG/$LAB_ID/$name"
-  setsid sh -c "echo \$\$ > '$CG/$LAB_ID/$name/cgroup.procs'; exec env LAB_BIND='${LAB_BIND:-}' \
+  setsid sh -c "echo \$\$ > '$CG/$LAB_ID/$name/cgroup.procs'; exec env LAB_BIND='${LAB_BIND:-}' LAB_ROOTFS='$ROOTFS' \
       nsenter --net=/run/netns/$LAB_ID-$name -- unshare --pid --fork --kill-child --mount --uts --ipc \
       --cgroup --propagation private '$SELF' init '$name' '$dir'" > "$dir/boot.log" 2>&1 < /dev/null &
   local upid=$! pid1="" n=0
@@ -212,8 +217,12 @@ lab_up() {
   grep -qw overlay /proc/filesystems || die "the kernel has no overlayfs"
   local b
   for b in unshare nsenter busctl ip setpriv; do command -v "$b" >/dev/null || die "missing $b"; done
+  ROOTFS=${LAB_ROOTFS:-/}
+  case "$ROOTFS" in /*) ;; *) die "LAB_ROOTFS must be an absolute path";; esac
+  case "$ROOTFS" in *[,:\ \'\\]*) die "LAB_ROOTFS must not contain , : ' \\ or spaces (overlay options)";; esac
+  [ -x "$ROOTFS/lib/systemd/systemd" ] || die "$ROOTFS has no /lib/systemd/systemd"
   if [ "${LAB_SSH:-1}" = 1 ]; then
-    [ -x /usr/sbin/sshd ] || die "sshd is missing: apt-get install openssh-server"
+    [ -x "$ROOTFS/usr/sbin/sshd" ] || die "sshd is missing in $ROOTFS: apt-get install openssh-server"
   fi
   for b in ${LAB_BIND:-}; do [ -d "$b" ] || die "LAB_BIND: $b is not a directory"; done
   mkdir -p "$LAB_DIR"

@@ -1,4 +1,4 @@
-//! Rust handle on `lab/lab.sh`: boot VMs, run commands in them, tear them down.
+//! Rust handle on `lab/lab.sh`: boot VMs of a Debian release, run commands in them, tear them down.
 
 use std::{
     collections::HashMap,
@@ -16,9 +16,66 @@ fn lab_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/lab.sh")
 }
 
+/// The Debian release a lab's VMs run: the root file system under their overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Release {
+    /// The host's own root file system (Debian 12 in CI: systemd 252, polkit 122, glibc 2.36).
+    #[default]
+    Host,
+    /// Debian 11: systemd 247, polkit 0.105 (`.pkla` files, no JavaScript rules), glibc 2.31,
+    /// Python 3.9, OpenSSH 8.4.
+    Bullseye,
+    /// Debian 13: systemd 257, polkit 126, glibc 2.41, Python 3.13, OpenSSH 10.0.
+    Trixie,
+}
+
+impl Release {
+    /// Every release, the host's first.
+    pub const ALL: [Release; 3] = [Release::Host, Release::Bullseye, Release::Trixie];
+
+    /// `host`, or the Debian code name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Release::Host => "host",
+            Release::Bullseye => "bullseye",
+            Release::Trixie => "trixie",
+        }
+    }
+
+    /// Whether the release's polkit reads JavaScript rules (`/etc/polkit-1/rules.d/*.rules`):
+    /// polkit 0.105 only reads `.pkla` files.
+    pub fn polkit_reads_js_rules(self) -> bool {
+        self != Release::Bullseye
+    }
+
+    /// The root file system of the release's VMs: `/` for the host's, otherwise the one
+    /// `lab/rootfs.sh` builds on first use (a few minutes, needs root and Debian's archive) and
+    /// caches on the machine.
+    pub fn rootfs(self) -> PathBuf {
+        if self == Release::Host {
+            return PathBuf::from("/");
+        }
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/rootfs.sh"))
+            .arg(self.name())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run lab/rootfs.sh");
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success() && !path.is_empty(),
+            "no {} root file system (lab/rootfs.sh {} failed: see its output above)",
+            self.name(),
+            self.name()
+        );
+        PathBuf::from(path)
+    }
+}
+
 /// Options of a lab.
 #[derive(Debug, Clone)]
 pub struct LabBuilder {
+    release: Release,
     vms: usize,
     ssh: bool,
     worker: bool,
@@ -28,6 +85,7 @@ pub struct LabBuilder {
 impl Default for LabBuilder {
     fn default() -> Self {
         LabBuilder {
+            release: Release::Host,
             vms: 1,
             ssh: false,
             worker: true,
@@ -37,6 +95,15 @@ impl Default for LabBuilder {
 }
 
 impl LabBuilder {
+    /// The Debian release of the VMs ([`Release::Host`] by default). Of the host's files, VMs of
+    /// another release see only the bound directories: the profile directory with the workspace's
+    /// binaries, [`crate::dist_dir`], and those of [`LabBuilder::bind`]. Binaries built on the host
+    /// may need a newer glibc than the release has: use the portable ones of `cargo xtask dist`.
+    pub fn release(mut self, release: Release) -> Self {
+        self.release = release;
+        self
+    }
+
     /// Number of VMs (vm1..vmN).
     pub fn vms(mut self, n: usize) -> Self {
         self.vms = n;
@@ -78,7 +145,16 @@ impl LabBuilder {
         let id = format!("cb{}x{}", std::process::id() % 10_000_000, n % 100);
         let dir = Path::new(LABS_ROOT).join(&id);
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
-        let binds: Vec<String> = self.binds.iter().map(|b| b.display().to_string()).collect();
+        let rootfs = self.release.rootfs();
+        // The portable agent's directory may not be built yet: bind it anyway, so that a test can
+        // fill it and see it in its VMs.
+        let dist = crate::dist_dir();
+        std::fs::create_dir_all(&dist).unwrap_or_else(|e| panic!("create {}: {e}", dist.display()));
+        let mut binds = self.binds;
+        if !binds.contains(&dist) {
+            binds.push(dist);
+        }
+        let binds: Vec<String> = binds.iter().map(|b| b.display().to_string()).collect();
         let mut cmd = Command::new("bash");
         cmd.arg(lab_script())
             .args(["up", &self.vms.to_string()])
@@ -86,6 +162,7 @@ impl LabBuilder {
             .env("LAB_DIR", &dir)
             .env("LAB_OWNER", std::process::id().to_string())
             .env("LAB_SSH", if self.ssh { "1" } else { "0" })
+            .env("LAB_ROOTFS", &rootfs)
             .env("LAB_BIND", binds.join(" "))
             .env("LAB_FILES", here.join("files"));
         if self.worker {
@@ -95,6 +172,7 @@ impl LabBuilder {
         let mut lab = Lab {
             id,
             dir: dir.clone(),
+            release: self.release,
             vms: Vec::new(),
         };
         let out = cmd.output().expect("run lab.sh");
@@ -129,6 +207,7 @@ fn is_root() -> bool {
 pub struct Lab {
     id: String,
     dir: PathBuf,
+    release: Release,
     vms: Vec<Vm>,
 }
 
@@ -156,6 +235,11 @@ impl Lab {
     /// The lab's id (prefix of its network namespaces and cgroup).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The Debian release its VMs run.
+    pub fn release(&self) -> Release {
+        self.release
     }
 
     /// The lab's directory on the host.

@@ -1,6 +1,7 @@
 //! Test harness of the project: a lab of simulated VMs, each a real systemd as PID 1 of its own
-//! namespaces with its own D-Bus system bus, journald and sshd (see `lab/lab.sh`), and helpers to
-//! run the project's binaries inside them.
+//! namespaces with its own D-Bus system bus, journald and sshd (see `lab/lab.sh`), on the host's
+//! root file system or on one of another Debian release ([`Release`], `lab/rootfs.sh`), and helpers
+//! to run the project's binaries inside them.
 //!
 //! A [`Lab`] is torn down when dropped, including when the test panics; labs left behind by a killed
 //! test process are collected by the next lab that starts. Every lab has its own id, directory,
@@ -14,10 +15,10 @@ pub mod lab;
 pub mod pty;
 pub mod webhook;
 
-pub use lab::{Lab, LabBuilder, Vm};
+pub use lab::{Lab, LabBuilder, Release, Vm};
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -48,6 +49,29 @@ pub fn binary(name: &str) -> PathBuf {
 /// The agent binary.
 pub fn agent_bin() -> PathBuf {
     binary("cryptobot-agent")
+}
+
+/// The directory of the portable build (`cargo xtask dist`), `<workspace>/target/dist` (or `dist`
+/// in `CARGO_TARGET_DIR`, as for xtask); every lab VM sees it at the same path, whatever its release.
+pub fn dist_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is in the workspace");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |d| workspace.join(d))
+        .join("dist")
+}
+
+/// The portable agent binary, which runs on every [`Release`]; panics with a hint when it has not
+/// been built.
+pub fn dist_agent_bin() -> PathBuf {
+    let path = dist_dir().join("cryptobot-agent");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo xtask dist`",
+        path.display()
+    );
+    path
 }
 
 /// A server on a thread of its own: dropping it sends the stop signal and waits for the thread.

@@ -47,7 +47,12 @@ fn every_unit_passes_systemd_analyze_verify() {
         std::fs::read(cryptobot_tests::agent_bin()).unwrap(),
     );
     vm.sh("chmod 755 /usr/local/bin/cryptobot-agent");
-    for unit in ["cryptobot-agent.service", "faucet_worker.service"] {
+    for unit in [
+        "cryptobot-agent.service",
+        "faucet_worker.service",
+        "cryptobot-worker-restart.path",
+        "cryptobot-worker-restart.service",
+    ] {
         vm.write_file(
             &format!("/srv/units/{unit}"),
             std::fs::read(deploy_dir().join(unit)).unwrap(),

@@ -1,0 +1,364 @@
+//! Every supported release, as a user meets it: Debian 11 (the stand-in for Ubuntu 22.04: systemd
+//! 247, polkit 0.105, glibc 2.31), the host's Debian 12, and Debian 13 (the stand-in for Ubuntu
+//! 24.04 and later: systemd 257, polkit 126). On a fresh VM of each, `cryptoctl deploy --transport
+//! ssh` installs the portable agent (`cargo xtask dist`) and the shipped units and ends healthy; the
+//! agent runs as its own user and may restart the worker and nothing else (polkit's rule where
+//! polkit reads it, the restart helper everywhere); a worker that crashes one second after each start
+//! is restarted on the agent's schedule and never by systemd, and the schedule starts over once the
+//! worker has run stable.
+//!
+//! What differs from production: the agent's delays are scaled down in its configuration
+//! (`initial_delay` 2 s, `max_delay` 16 s, `stable_after` 15 s, so 2, 4, 8, 16, 16 s stand for 10,
+//! 20, 40, 80, 160, 300 s), and the stand-in bot crashes on purpose. The units, the agent binary and
+//! its code path are the shipped ones.
+
+use std::time::Duration;
+
+use cryptobot_tests::{
+    Lab, Release, Vm,
+    azure_emulator::{AzureEmulator, EmulatedVm},
+    bot::{BotRepo, crash_after_one_second, prepare_vm},
+    ctl::{cryptoctl, show, ssh_args},
+    dist_agent_bin, wait_until,
+};
+use serde_json::Value;
+
+const WORKER: &str = "faucet_worker.service";
+const AGENT: &str = "cryptobot-agent.service";
+const HELPER: &str = "cryptobot-worker-restart.service";
+
+/// The scaled-down schedule (see the module doc).
+const CONFIG: &str = "[daemon]\ninterval = \"1s\"\n\n[restart]\ninitial_delay = \"2s\"\nfactor = 2\n\
+                      max_delay = \"16s\"\nstable_after = \"15s\"\n";
+const SCHEDULE: [f64; 5] = [2.0, 4.0, 8.0, 16.0, 16.0];
+
+#[test]
+fn debian_11_bullseye() {
+    on_release(Release::Bullseye);
+}
+
+#[test]
+fn debian_12_bookworm_host() {
+    on_release(Release::Host);
+}
+
+#[test]
+fn debian_13_trixie() {
+    on_release(Release::Trixie);
+}
+
+fn on_release(release: Release) {
+    let repo = BotRepo::create();
+    let lab = Lab::builder()
+        .release(release)
+        .ssh(true)
+        .worker(false)
+        .bind(&repo.dir)
+        .start();
+    let vm = lab.vm(1);
+    prepare_vm(vm);
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", vm))
+        .start();
+    let config = repo.dir.join("agent.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+
+    let deploy = |agent: &std::path::Path| {
+        cryptoctl(&emu)
+            .args(ssh_args(&lab))
+            .args([
+                "deploy",
+                "-g",
+                "BOTS-RG",
+                "-n",
+                "Bot01",
+                "--gate-timeout",
+                "90s",
+            ])
+            .arg("--repo-url")
+            .arg(repo.url())
+            .arg("--agent-binary")
+            .arg(agent)
+            .arg("--agent-config")
+            .arg(&config)
+            .output()
+            .expect("cryptoctl deploy")
+    };
+
+    if release == Release::Bullseye {
+        // The build machine's own agent needs a newer glibc than Debian 11's 2.31: refused before
+        // anything on the VM changes, naming both versions.
+        let out = deploy(&cryptobot_tests::agent_bin());
+        let said = show(&out);
+        assert_ne!(out.status.code(), Some(0), "{said}");
+        assert!(
+            said.contains("the agent binary needs glibc 2.")
+                && said.contains("the VM has glibc 2.31"),
+            "{said}"
+        );
+        assert_eq!(
+            vm.sh(
+                "ls -d /home/azureuser/Repositories /etc/systemd/system/faucet_worker.service \
+                   /usr/local/bin/cryptobot-agent 2>/dev/null | wc -l"
+            )
+            .trim(),
+            "0",
+            "the refused deploy changed the VM"
+        );
+    }
+
+    let out = deploy(&dist_agent_bin());
+    assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
+
+    units_verify(vm, release);
+    shipped_defaults(vm);
+    runs_as_its_own_user(vm);
+    may_restart_only_the_worker(vm, release);
+    restart_schedule(vm, release);
+}
+
+/// Every installed unit is clean for this release's `systemd-analyze verify` (no unknown
+/// directive, nothing missing).
+fn units_verify(vm: &Vm, release: Release) {
+    for unit in [AGENT, WORKER, HELPER, "cryptobot-worker-restart.path"] {
+        let out = vm.run(&[
+            "systemd-analyze",
+            "verify",
+            &format!("/etc/systemd/system/{unit}"),
+        ]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !said.contains(unit),
+            "{release:?}: {unit}: {said}"
+        );
+    }
+}
+
+/// The restart settings as shipped: the installed worker unit leaves restarts to the agent, whose
+/// effective defaults are 10 s doubling to 5 min, reset after 5 min of stable running.
+fn shipped_defaults(vm: &Vm) {
+    assert_eq!(vm.unit_property(WORKER, "Restart"), "no");
+    let out = vm.run(&[
+        "/usr/local/bin/cryptobot-agent",
+        "config",
+        "check",
+        "/dev/null",
+    ]);
+    let effective = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{effective}");
+    for line in [
+        "initial_delay = \"10s\"",
+        "factor = 2",
+        "max_delay = \"5m\"",
+        "stable_after = \"5m\"",
+    ] {
+        assert!(effective.contains(line), "{line} not in {effective}");
+    }
+}
+
+fn runs_as_its_own_user(vm: &Vm) {
+    let pid = vm.unit_property(AGENT, "MainPID");
+    assert_eq!(
+        vm.sh(&format!("ps -o user= -p {pid}")).trim(),
+        "cryptobot-agent"
+    );
+}
+
+fn as_agent(vm: &Vm, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["runuser", "-u", "cryptobot-agent", "--"];
+    all.extend_from_slice(args);
+    vm.run(&all)
+}
+
+fn manager_call(vm: &Vm, method: &str, unit: &str) -> std::process::Output {
+    as_agent(
+        vm,
+        &[
+            "busctl",
+            "call",
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            method,
+            "ss",
+            unit,
+            "replace",
+        ],
+    )
+}
+
+/// Where polkit reads the JavaScript rule, systemd grants the worker's restart over D-Bus; polkit
+/// 0.105 does not, and the helper is the way. Either way nothing else: no stop, no other unit, and
+/// the helper does only its one thing whatever the agent's user writes in the request file (it
+/// never reads it).
+fn may_restart_only_the_worker(vm: &Vm, release: Release) {
+    let granted = manager_call(vm, "RestartUnit", WORKER);
+    assert_eq!(
+        granted.status.success(),
+        release.polkit_reads_js_rules(),
+        "{release:?}: {granted:?}"
+    );
+    assert!(!manager_call(vm, "StopUnit", WORKER).status.success());
+    assert!(
+        !manager_call(vm, "RestartUnit", "systemd-journald.service")
+            .status
+            .success()
+    );
+    assert!(
+        !as_agent(vm, &["systemctl", "stop", WORKER])
+            .status
+            .success()
+    );
+
+    vm.wait_active_state(WORKER, "active", Duration::from_secs(20));
+    let journald = vm.unit_property("systemd-journald.service", "MainPID");
+    let passwd = vm.sh("sha256sum /etc/passwd");
+    let request = "/var/lib/cryptobot-agent/restart-worker.request";
+    for hostile in [
+        "systemd-journald.service\n",
+        "$(touch /pwned); touch /pwned2\n`touch /pwned3`\n",
+    ] {
+        let before = vm.unit_property(WORKER, "MainPID");
+        let out = as_agent(
+            vm,
+            &[
+                "sh",
+                "-c",
+                &format!("printf '%s' \"$1\" > {request}"),
+                "sh",
+                hostile,
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        wait_until(
+            "the helper to restart the worker",
+            Duration::from_secs(20),
+            || {
+                let pid = vm.unit_property(WORKER, "MainPID");
+                pid != before && pid != "0"
+            },
+        );
+    }
+    assert_eq!(vm.unit_property(HELPER, "Result"), "success");
+    assert_eq!(
+        vm.unit_property("systemd-journald.service", "MainPID"),
+        journald
+    );
+    assert_eq!(vm.sh("sha256sum /etc/passwd"), passwd);
+    assert_eq!(
+        vm.sh("ls /pwned /pwned2 /pwned3 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
+    vm.wait_active_state(WORKER, "active", Duration::from_secs(20));
+}
+
+/// The worker's exits and starts, in seconds since the epoch, from its journal (read inside the VM
+/// with the release's own journalctl).
+fn exits_and_starts(vm: &Vm) -> (Vec<f64>, Vec<f64>) {
+    let out = vm.run(&["journalctl", "-u", WORKER, "-o", "json", "--no-pager"]);
+    let (mut exits, mut starts) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        // systemd's own messages about the unit, not the bot's output
+        if entry["_PID"].as_str() != Some("1") {
+            continue;
+        }
+        let message = entry["MESSAGE"].as_str().unwrap_or_default();
+        let at = entry["__REALTIME_TIMESTAMP"]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(|us| us / 1e6)
+            .expect("__REALTIME_TIMESTAMP");
+        if message.contains("Main process exited") {
+            exits.push(at);
+        } else if message.starts_with("Started ") {
+            starts.push(at);
+        }
+    }
+    (exits, starts)
+}
+
+/// Delays from each exit after `since` to the next start.
+fn delays(vm: &Vm, since: f64) -> Vec<f64> {
+    let (exits, starts) = exits_and_starts(vm);
+    exits
+        .iter()
+        .filter(|&&e| e > since)
+        .filter_map(|&e| starts.iter().find(|&&s| s > e).map(|&s| s - e))
+        .collect()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn assert_within_ten_percent(got: &[f64], want: &[f64], release: Release) {
+    assert_eq!(got.len(), want.len(), "{release:?}: delays {got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= w * 0.1,
+            "{release:?}: delays {got:?}, want {want:?} (each within 10 %)"
+        );
+    }
+}
+
+fn restart_schedule(vm: &Vm, release: Release) {
+    // The agent's state from the privilege checks above starts over first.
+    vm.systemctl(&format!("stop {AGENT}"));
+    vm.sh("rm -f /var/lib/cryptobot-agent/restart_backoff.json");
+    vm.systemctl(&format!("start {AGENT}"));
+    vm.wait_active_state(AGENT, "active", Duration::from_secs(20));
+
+    let since = now();
+    crash_after_one_second(vm, true);
+    vm.systemctl(&format!("restart {WORKER}"));
+    wait_until(
+        "five restarts of the crash loop",
+        Duration::from_secs(120),
+        || delays(vm, since).len() >= SCHEDULE.len(),
+    );
+    crash_after_one_second(vm, false);
+    assert_within_ten_percent(&delays(vm, since)[..SCHEDULE.len()], &SCHEDULE, release);
+    // systemd never restarted it on its own
+    assert_eq!(vm.unit_property(WORKER, "NRestarts"), "0");
+    if !release.polkit_reads_js_rules() {
+        assert!(
+            journal(vm, AGENT).contains("asked the restart helper"),
+            "{release:?}: the agent did not use the helper"
+        );
+    }
+
+    // After the next restart the worker runs stable; stable_after later the schedule starts over.
+    wait_until("the backoff to reset", Duration::from_secs(60), || {
+        let state = vm
+            .read_file("/var/lib/cryptobot-agent/restart_backoff.json")
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or_default();
+        state["restart_count"] == 0 && state["backoff_seconds"] == 2
+    });
+    let since = now();
+    vm.sh(&format!("kill -9 {}", vm.unit_property(WORKER, "MainPID")));
+    wait_until(
+        "the restart after the crash",
+        Duration::from_secs(30),
+        || !delays(vm, since).is_empty(),
+    );
+    assert_within_ten_percent(&delays(vm, since)[..1], &[2.0], release);
+}
+
+/// A unit's journal, read inside the VM with the release's own journalctl.
+fn journal(vm: &Vm, unit: &str) -> String {
+    let out = vm.run(&["journalctl", "-u", unit, "-o", "cat", "--no-pager"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
