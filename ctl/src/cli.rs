@@ -222,7 +222,8 @@ pub struct DeployArgs {
     /// Add a WatchdogSec drop-in to the worker unit (only for a bot that pings the watchdog)
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub worker_watchdog: Option<Duration>,
-    /// The agent binary to install over ssh [default: cryptobot-agent next to cryptoctl]
+    /// The agent binary to install over ssh [default: target/dist/cryptobot-agent in the current
+    /// directory (built by `cargo xtask dist`), else cryptobot-agent next to cryptoctl]
     #[arg(long, value_name = "PATH")]
     pub agent_binary: Option<PathBuf>,
     /// URL the VM downloads the agent from (run-command cannot carry the binary)

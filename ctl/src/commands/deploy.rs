@@ -44,9 +44,19 @@ fn check_user(app: &AppArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// The portable agent of `cargo xtask dist` (it runs on glibc 2.28 or newer), looked for in the
+/// directory cryptoctl runs in: the workspace's root.
+const DIST_AGENT: &str = "target/dist/cryptobot-agent";
+
+/// The agent binary that ssh uploads when `--agent-binary` is not given: [`DIST_AGENT`], else
+/// `cryptobot-agent` next to the cryptoctl executable (the two installed side by side).
 fn default_agent_binary() -> Option<PathBuf> {
+    let dist = PathBuf::from(DIST_AGENT);
+    if dist.is_file() {
+        return Some(dist);
+    }
     let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.join("cryptobot-agent"))
+    Some(exe.parent()?.join("cryptobot-agent")).filter(|p| p.is_file())
 }
 
 fn sha256_of(path: &std::path::Path) -> anyhow::Result<deploy::Sha256Hex> {
@@ -98,12 +108,21 @@ fn deploy_plan(
         };
         (AgentSource::Url(url.clone()), Some(sha))
     } else if global.transport == TransportKind::Ssh {
-        let path = args
-            .agent_binary
-            .clone()
-            .or_else(default_agent_binary)
-            .filter(|p| p.is_file())
-            .ok_or_else(|| UsageError("no agent binary: use --agent-binary PATH".into()))?;
+        let path = match &args.agent_binary {
+            Some(p) if p.is_file() => p.clone(),
+            Some(p) => {
+                return Err(
+                    UsageError(format!("--agent-binary {}: no such file", p.display())).into(),
+                );
+            }
+            None => default_agent_binary().ok_or_else(|| {
+                UsageError(format!(
+                    "no agent binary: {DIST_AGENT} is not in the current directory and no \
+                     cryptobot-agent is next to cryptoctl; build it with `cargo xtask dist` (in \
+                     the workspace's root) or pass --agent-binary"
+                ))
+            })?,
+        };
         let sha = sha256_of(&path)?;
         binary = Some(path);
         (AgentSource::Uploaded("(uploaded)".into()), Some(sha))
