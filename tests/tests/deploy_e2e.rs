@@ -5,16 +5,14 @@
 //! locally edited `agent.toml`, several VMs in order (stopping at the first failure, or all at once
 //! with `--max-parallel`) and `rollback --agent`.
 
-use std::{
-    io::BufRead as _,
-    process::{Child, Command, Output, Stdio},
-};
+use std::process::{Command, Output};
 
 use cryptobot_tests::{
     Lab, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
     bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
     ctl::{cryptoctl, run_ssh, show, ssh_args},
+    http_server::HttpServer,
     profile_dir,
 };
 use serde_json::Value;
@@ -26,48 +24,6 @@ struct Fleet {
     config: std::path::PathBuf,
     /// Where run-command deploys fetch the agent from.
     agent_url: String,
-}
-
-/// `python3 -m http.server` serving the build directory on 10.200.0.1 inside the lab's switch
-/// namespace (where the VMs' default route goes); stopped on drop.
-struct HttpServer(Child);
-
-impl HttpServer {
-    fn start(switch_netns: &str) -> (HttpServer, String) {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                switch_netns,
-                "python3",
-                "-u",
-                "-m",
-                "http.server",
-            ])
-            .args(["8765", "--bind", "10.200.0.1", "--directory"])
-            .arg(profile_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server");
-        // It prints "Serving HTTP on ..." once the socket is listening.
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("Serving HTTP"), "http.server: {line}");
-        (
-            HttpServer(child),
-            "http://10.200.0.1:8765/cryptobot-agent".to_owned(),
-        )
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn fleet(n: usize) -> Fleet {
@@ -168,7 +124,7 @@ fn active(vm: &Vm, unit: &str) -> bool {
 #[test]
 fn deploy_over_both_transports_gate_rollback_and_rollback_commands() {
     let mut f = fleet(2);
-    let (_server, url) = HttpServer::start(&f.lab.vm(1).switch_netns);
+    let (_server, url) = HttpServer::start(&f.lab.vm(1).switch_netns, &profile_dir());
     f.agent_url = url;
     // Bot01 over ssh (the binary is copied), Bot02 over run-command (the VM fetches it over HTTP).
     assert_ok(&f.deploy("Bot01", true, &[]));

@@ -5,7 +5,8 @@
 //! agent runs as its own user and may restart the worker and nothing else (polkit's rule where
 //! polkit reads it, the restart helper everywhere); a worker that crashes one second after each start
 //! is restarted on the agent's schedule and never by systemd, and the schedule starts over once the
-//! worker has run stable.
+//! worker has run stable; `check`, `/health` and the gRPC socket answer; a deploy over run-command
+//! and a rollback over ssh end healthy.
 //!
 //! What differs from production: the agent's delays are scaled down in its configuration
 //! (`initial_delay` 2 s, `max_delay` 16 s, `stable_after` 15 s, so 2, 4, 8, 16, 16 s stand for 10,
@@ -17,9 +18,11 @@ use std::time::Duration;
 use cryptobot_tests::{
     Lab, Release, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, crash_after_one_second, prepare_vm},
+    bot::{BotRepo, crash_after_one_second, deployed_commit, prepare_vm},
     ctl::{cryptoctl, show, ssh_args},
-    dist_agent_bin, wait_until,
+    dist_agent_bin, dist_dir,
+    http_server::HttpServer,
+    wait_until,
 };
 use serde_json::Value;
 
@@ -113,8 +116,66 @@ fn on_release(release: Release) {
     units_verify(vm, release);
     shipped_defaults(vm);
     runs_as_its_own_user(vm);
+    front_ends_answer(vm, release);
     may_restart_only_the_worker(vm, release);
     restart_schedule(vm, release);
+
+    // Over run-command too (the VM fetches the agent by URL): deploy v2, then roll back over ssh.
+    let (_server, url) = HttpServer::start(&vm.switch_netns, &dist_dir());
+    let out = cryptoctl(&emu)
+        .args([
+            "deploy",
+            "-g",
+            "BOTS-RG",
+            "-n",
+            "Bot01",
+            "--gate-timeout",
+            "90s",
+        ])
+        .args(["--ref", "v2", "--agent-url", &url, "--agent-binary"])
+        .arg(dist_agent_bin())
+        .arg("--agent-config")
+        .arg(&config)
+        .output()
+        .expect("cryptoctl deploy");
+    assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
+    assert_eq!(deployed_commit(vm), repo.v2);
+    let out = cryptoctl(&emu)
+        .args(ssh_args(&lab))
+        .args([
+            "rollback",
+            "-g",
+            "BOTS-RG",
+            "-n",
+            "Bot01",
+            "--gate-timeout",
+            "90s",
+        ])
+        .output()
+        .expect("cryptoctl rollback");
+    assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
+    assert_eq!(deployed_commit(vm), repo.good);
+}
+
+/// The one-shot check as the agent's user, `/health` over HTTP and the daemon's report over the
+/// gRPC socket, all with this release's systemd, journalctl and glibc.
+fn front_ends_answer(vm: &Vm, release: Release) {
+    let out = as_agent(vm, &["/usr/local/bin/cryptobot-agent", "check", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{release:?}: check --json: {e}: {out:?}"));
+    assert_eq!(report["status"], "HEALTHY", "{release:?}: {report:#}");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(report["unit"]["active_state"], "active", "{report:#}");
+
+    let health = vm.run(&["curl", "-sf", "http://127.0.0.1:8080/health"]);
+    let health: Value = serde_json::from_slice(&health.stdout)
+        .unwrap_or_else(|e| panic!("{release:?}: /health: {e}: {health:?}"));
+    assert_eq!(health["status"], "healthy", "{health:#}");
+
+    let status = vm.run(&["/usr/local/bin/cryptobot-agent", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("{release:?}: status --json: {e}: {status:?}"));
+    assert_eq!(status["status"], "HEALTHY", "{status:#}");
 }
 
 /// Every installed unit is clean for this release's `systemd-analyze verify` (no unknown
@@ -303,6 +364,7 @@ fn now() -> f64 {
 }
 
 fn assert_within_ten_percent(got: &[f64], want: &[f64], release: Release) {
+    eprintln!("{release:?}: restart delays {got:.2?} (want {want:?})");
     assert_eq!(got.len(), want.len(), "{release:?}: delays {got:?}");
     for (g, w) in got.iter().zip(want) {
         assert!(
