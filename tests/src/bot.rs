@@ -145,6 +145,10 @@ pub fn crash_after_one_second(vm: &Vm, on: bool) {
     }
 }
 
+/// A shell command listing every file a deploy could write on a VM, with its checksum, and the
+/// units' states: equal before and after means the deploy changed nothing there.
+pub const FOOTPRINT: &str = "find /home/azureuser/Repositories /etc/cryptobot /etc/systemd/system /usr/local/bin /var/lib/cryptobot-deploy -path '*/.venv' -prune -o -type f -print 2>/dev/null | sort | xargs -r sha256sum; systemctl is-active faucet_worker.service cryptobot-agent.service || true";
+
 /// The commit checked out in the VM's checkout.
 pub fn deployed_commit(vm: &Vm) -> String {
     vm.sh("git -C /home/azureuser/Repositories/cryptobot rev-parse HEAD")

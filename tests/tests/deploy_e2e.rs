@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use cryptobot_tests::{
     Lab, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
+    bot::{BotRepo, FAST_AGENT_CONFIG, FOOTPRINT, deployed_commit, prepare_vm},
     ctl::{cryptoctl, run_ssh, show, ssh_args},
     http_server::HttpServer,
     profile_dir,
@@ -302,9 +302,6 @@ fn canary_dry_run_and_local_config() {
             .is_ok()
     );
 }
-
-/// Every file the deploy could write on a VM, with its checksum, and the units' states.
-const FOOTPRINT: &str = "find /home/azureuser/Repositories /etc/cryptobot /etc/systemd/system /usr/local/bin /var/lib/cryptobot-deploy -path '*/.venv' -prune -o -type f -print 2>/dev/null | sort | xargs -r sha256sum; systemctl is-active faucet_worker.service cryptobot-agent.service || true";
 
 /// Where `needle` first appears in `text` (a panic naming both when it does not).
 fn position(text: &str, needle: &str) -> usize {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use cryptobot_tests::{
     Lab, Release, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, crash_after_one_second, deployed_commit, prepare_vm},
+    bot::{BotRepo, FOOTPRINT, crash_after_one_second, deployed_commit, prepare_vm},
     ctl::{cryptoctl, show, ssh_args},
     dist_agent_bin, dist_dir,
     http_server::HttpServer,
@@ -48,6 +48,63 @@ fn debian_12_bookworm_host() {
 #[test]
 fn debian_13_trixie() {
     on_release(Release::Trixie);
+}
+
+/// A VM that cannot be supported (here python3-venv is missing: its `ensurepip` is gone) is refused
+/// before anything on it changes, naming what is missing; the other VM is deployed as usual.
+#[test]
+fn a_vm_without_python3_venv_is_refused_before_any_change() {
+    let repo = BotRepo::create();
+    let lab = Lab::builder()
+        .vms(2)
+        .ssh(true)
+        .worker(false)
+        .bind(&repo.dir)
+        .start();
+    let (bare, good) = (lab.vm(1), lab.vm(2));
+    for vm in lab.vms() {
+        prepare_vm(vm);
+    }
+    bare.sh("rm -rf /usr/lib/python3*/ensurepip");
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", bare))
+        .vm(EmulatedVm::lab("Bot02", "BOTS-RG", good))
+        .start();
+    let before = bare.sh(FOOTPRINT);
+    let config = repo.dir.join("agent.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let out = cryptoctl(&emu)
+        .args(ssh_args(&lab))
+        .args([
+            "deploy",
+            "-g",
+            "BOTS-RG",
+            "--max-parallel",
+            "2",
+            "--agent-config",
+        ])
+        .arg(&config)
+        .args([
+            "--gate-timeout",
+            "60s",
+            "--repo-url",
+            &repo.url(),
+            "--agent-binary",
+        ])
+        .arg(dist_agent_bin())
+        .output()
+        .expect("cryptoctl deploy");
+    let said = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "Bot01 (BOTS-RG): FAILED: python3-venv is missing on the VM (apt-get install python3-venv)"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("Bot02 (BOTS-RG): ok"), "{said}");
+    assert_eq!(bare.sh(FOOTPRINT), before, "the refused VM was changed");
+    assert_eq!(deployed_commit(good), repo.good);
 }
 
 fn on_release(release: Release) {

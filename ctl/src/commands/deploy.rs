@@ -216,6 +216,8 @@ struct Outcome {
     group: String,
     ok: bool,
     text: String,
+    /// Why the script failed, in its own words (for the summary).
+    reason: Option<String>,
 }
 
 async fn preflight(remote: &Remote, vm: &VirtualMachine, deadline: Instant) -> Result<(), String> {
@@ -253,6 +255,7 @@ async fn one(
         group: vm.resource_group(),
         ok: false,
         text: String::new(),
+        reason: None,
     };
     if !offline && let Err(e) = preflight(&remote, &vm, deadline).await {
         out.text = format!("preflight: {e}");
@@ -297,6 +300,7 @@ async fn one(
         Ok(f) => {
             out.ok = f.exit == 0 && f.get("result") == Some("ok");
             out.text = describe(&f);
+            out.reason = f.blob("reason").ok().flatten();
         }
     }
     out
@@ -483,7 +487,8 @@ async fn run_plan(
             }
             Some(o) => {
                 failed += 1;
-                format!("FAILED: {}", o.text.lines().next().unwrap_or(""))
+                let first = o.text.lines().next().unwrap_or("");
+                format!("FAILED: {}", o.reason.as_deref().unwrap_or(first))
             }
             None => {
                 skipped += 1;
