@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
   echo "demo.sh needs root: it installs packages (tests/setup.sh) and boots simulated VMs, which" >&2
-  echo "needs namespaces, mounts and cgroups. Run: sudo tests/demo.sh" >&2
+  echo "needs namespaces, mounts and cgroups. Run it as root: tests/demo.sh" >&2
   exit 1
 fi
 collect() { bash tests/lab/lab.sh gc /tmp/cryptobot-lab >/dev/null 2>&1 || true; }

@@ -283,6 +283,16 @@ pub struct HealthArgs {
     /// Have each VM's agent send its alerts (cryptobot-agent check --alert)
     #[arg(long)]
     pub alert: bool,
+    /// Also compare each VM's checkout with the tip of its deployed ref on the git remote, as the
+    /// app user (off by default: it makes every VM contact the remote)
+    #[arg(long)]
+    pub check_updates: bool,
+    /// The user the bot runs as, for --check-updates
+    #[arg(long, default_value = "azureuser", value_name = "USER")]
+    pub app_user: SshUser,
+    /// The bot's checkout, for --check-updates [default: /home/USER/Repositories/cryptobot]
+    #[arg(long, value_name = "PATH")]
+    pub app_dir: Option<AgentPath>,
 }
 
 /// Options of `restart`.

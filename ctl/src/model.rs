@@ -245,6 +245,35 @@ impl VmHealth {
         }
     }
 
+    /// Adds what `--check-updates` found: WARNING `Code is behind remote repository` with the
+    /// number of commits, or UNKNOWN with the reason when the remote could not be asked.
+    pub fn apply_updates(&mut self, frame: &Frame) {
+        let reason = || frame.blob("updates_reason").ok().flatten();
+        let (status, alert) = match frame.get("updates") {
+            Some("behind") => {
+                let n = frame.number("updates_behind").unwrap_or(0);
+                let commits = if n == 1 { "commit" } else { "commits" };
+                (
+                    Status::Warning,
+                    format!("Code is behind remote repository ({n} {commits})"),
+                )
+            }
+            Some("unknown") => (
+                Status::Unknown,
+                format!(
+                    "Update check failed: {}",
+                    reason().unwrap_or_else(|| "no reason given".into())
+                ),
+            ),
+            _ => return,
+        };
+        self.status = Status::worst([self.status, status]);
+        if self.reason.is_none() || self.alerts.is_empty() {
+            self.reason = Some(alert.clone());
+        }
+        self.alerts.push(alert);
+    }
+
     fn apply_report(&mut self, v: Value) {
         self.status = v["status"]
             .as_str()

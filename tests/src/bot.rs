@@ -118,6 +118,17 @@ impl BotRepo {
         }
     }
 
+    /// Adds a commit to `master` (the remote moves on); returns it.
+    pub fn advance_master(&self) -> String {
+        git(&self.path, &["checkout", "-q", "master"]);
+        git(&self.path, &["commit", "-q", "--allow-empty", "-m", "next"]);
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&self.dir)
+            .status();
+        git(&self.path, &["rev-parse", "HEAD"])
+    }
+
     /// `--repo-url`.
     pub fn url(&self) -> String {
         self.path.display().to_string()

@@ -327,6 +327,15 @@ fn describe(f: &Frame) -> String {
     if let Some(c) = f.get("config") {
         text.push_str(&format!(", agent.toml {c}"));
     }
+    if let Some(m) = f.get("migrated") {
+        text.push_str(&format!(", migrated from the old scripts: {m}"));
+    }
+    if let Some(b) = f.get("backoff_import") {
+        text.push_str(&format!(", old restart_backoff.json {b}"));
+    }
+    if f.flag("restored_migration") {
+        text.push_str(", old units restored");
+    }
     if f.flag("rolled_back") {
         text.push_str(&format!(
             ", rolled back ({})",

@@ -13,7 +13,7 @@ use crate::{
     fleet,
     model::{ActionTaken, Status, VmHealth, last_line},
     output::{self, or_dash},
-    remote::{Action, Remote},
+    remote::{Action, Remote, UpdateCheck},
 };
 
 pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
@@ -21,6 +21,13 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
     let remote = ctx.remote.clone();
     let transport = ctx.global.transport;
     let (restart, alert) = (args.restart, args.alert);
+    let updates = args.check_updates.then(|| UpdateCheck {
+        user: args.app_user.to_string(),
+        dir: args.app_dir.as_ref().map_or_else(
+            || format!("/home/{}/Repositories/cryptobot", args.app_user),
+            |d| d.as_str().to_owned(),
+        ),
+    });
     let timeout = ctx.global.timeout;
     let fan = fleet::for_each(
         &resolved.vms,
@@ -28,7 +35,11 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
         ctx.global.timeout,
         move |vm, deadline| {
             let remote = remote.clone();
-            async move { health_one(&remote, &vm, deadline, timeout, restart, alert).await }
+            let action = Action::Health {
+                alert,
+                updates: updates.clone(),
+            };
+            async move { health_one(&remote, &vm, deadline, timeout, restart, &action).await }
         },
         move |vm, t| {
             let mut row = VmHealth::new(&vm.name, &vm.resource_group(), transport.as_str());
@@ -80,12 +91,12 @@ async fn health_one(
     deadline: Instant,
     timeout: Duration,
     restart: bool,
-    alert: bool,
+    health: &Action,
 ) -> VmHealth {
     let start = Instant::now();
     let mut row = VmHealth::new(&vm.name, &vm.resource_group(), remote.transport.as_str());
     row.location = Some(vm.location.clone());
-    check(remote, vm, deadline, timeout, restart, alert, &mut row).await;
+    check(remote, vm, deadline, timeout, restart, health, &mut row).await;
     row.duration_ms = fleet::elapsed_ms(start);
     row
 }
@@ -97,7 +108,7 @@ async fn check(
     deadline: Instant,
     timeout: Duration,
     restart: bool,
-    alert: bool,
+    health: &Action,
     row: &mut VmHealth,
 ) {
     let iv = match remote.arm.instance_view(&vm.id, deadline).await {
@@ -138,8 +149,11 @@ async fn check(
             format!("unreachable: the Azure guest agent is not ready ({why})"),
         );
     }
-    match remote.run(vm, &Action::Health { alert }, deadline).await {
-        Ok(frame) => row.apply_frame(&frame),
+    match remote.run(vm, health, deadline).await {
+        Ok(frame) => {
+            row.apply_frame(&frame);
+            row.apply_updates(&frame);
+        }
         Err(e) if e.is_timeout() => {
             return row.fail(
                 Status::Unknown,

@@ -48,7 +48,9 @@ enc() {
   gzip -c -n <"$1" | base64 | tr -d '\n'
 }
 
+migrated=""
 finish() {
+  [ -n "$migrated" ] && add migrated "$migrated"
   printf '%s' "$reason" >"$work/reason"
   tail -n 60 "$log" >"$work/logtail"
   line="CRYPTOCTL-RESULT $fields"
@@ -106,6 +108,7 @@ app_install() {
     rm -f "$UNITS/$WORKER.d/watchdog.conf"
   fi
   systemctl daemon-reload && systemctl enable -q "$WORKER" || return 1
+  : >"$STATE/worker-unit-installed"
 }
 
 restart_worker() {
@@ -243,6 +246,38 @@ if [ "$skip_agent" != 1 ]; then
   fi
 fi
 
+# --- deploy: a VM set up by the old scripts (azure_deploy.sh ran git and pip as root; deploy.sh
+# left health_monitor and health_endpoint enabled). Each step is said, recorded in the history and
+# reported as migrated=...; the old unit files are kept in $STATE/old-units for a failed gate.
+note_migrated() {
+  migrated="${migrated:+$migrated,}$1"
+  say "migrated: $2"
+  printf '%s migrate %s\n' "$(date +%s)" "$1" >>"$STATE/history"
+}
+OLD_UNITS="$STATE/old-units"
+if [ "$skip_app" != 1 ] && [ -d "$app_dir" ] && [ ! -L "$app_dir" ]; then
+  # Only inside the checkout, never through a symbolic link (-P: links are not followed, -h: a
+  # link's own owner changes, not its target's).
+  if [ -n "$(find "$app_dir" \( ! -user "$app_user" -o ! -group "$(id -gn "$app_user")" \) -print -quit 2>/dev/null)" ]; then
+    chown -R -P -h "$app_user:" "$app_dir" || die "cannot give $app_dir back to $app_user"
+    note_migrated ownership "files in $app_dir belonged to another user (root): now $app_user's"
+  fi
+fi
+for old in health_monitor.service health_endpoint.service; do
+  if [ -f "$UNITS/$old" ] || [ -L "$UNITS/$old" ]; then
+    systemctl disable --now -q "$old" >>"$log" 2>&1
+    mkdir -p "$OLD_UNITS"
+    mv -f "$UNITS/$old" "$OLD_UNITS/$old" || die "cannot move $UNITS/$old aside"
+    note_migrated "$old" "$old stopped and disabled; its unit file kept in $OLD_UNITS"
+  fi
+done
+if [ "$skip_app" != 1 ] && [ -f "$UNITS/$WORKER" ] && [ ! -e "$STATE/worker-unit-installed" ] &&
+  grep -q -e '^WatchdogSec=' -e '^StandardOutput=append:' "$UNITS/$WORKER"; then
+  mkdir -p "$OLD_UNITS"
+  cp -p "$UNITS/$WORKER" "$OLD_UNITS/$WORKER"
+  note_migrated "$WORKER" "the old $WORKER (output appended to a file, a watchdog nothing pings) is replaced; kept in $OLD_UNITS"
+fi
+
 # --- deploy: the bot ---
 if [ "$skip_app" != 1 ]; then
   if [ ! -d "$app_dir/.git" ]; then
@@ -262,6 +297,8 @@ if [ "$skip_app" != 1 ]; then
     printf '%s\n' "$app_prev" >"$STATE/previous_commit.new" && mv -f "$STATE/previous_commit.new" "$STATE/previous_commit"
   fi
   printf '%s deploy %s %s\n' "$(date +%s)" "$app_new" "${app_prev:--}" >>"$STATE/history"
+  # The ref `cryptoctl health --check-updates` compares with.
+  printf '%s\n' "$ref" >"$STATE/deployed_ref.new" && mv -f "$STATE/deployed_ref.new" "$STATE/deployed_ref"
   add commit "$app_new"
   add previous "${app_prev:--}"
   app_install "$app_new" || die "installing $app_new failed"
@@ -282,6 +319,43 @@ if [ "$skip_app" != 1 ]; then
     *) die "bad canary" 64 ;;
   esac
 fi
+
+# The old monitor's logs/restart_backoff.json becomes the agent's backoff state, once: a later deploy
+# never imports it again. A file that is not the old monitor's JSON is reported and left alone (the
+# agent starts fresh); a logs directory or file that is a symbolic link is not followed.
+import_old_backoff() {
+  old_state="$app_dir/logs/restart_backoff.json"
+  agent_state=/var/lib/cryptobot-agent/restart_backoff.json
+  [ -e "$STATE/backoff-imported" ] && return 0
+  [ -e "$old_state" ] || return 0
+  : >"$STATE/backoff-imported"
+  if [ -L "$app_dir/logs" ] || [ -L "$old_state" ] || [ ! -f "$old_state" ]; then
+    say "logs/restart_backoff.json is a symbolic link or not a file: not imported"
+    add backoff_import skipped
+    return 0
+  fi
+  if [ -e "$agent_state" ]; then
+    say "the agent already has a backoff state: logs/restart_backoff.json not imported"
+    add backoff_import kept
+    return 0
+  fi
+  if ! python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert isinstance(d, dict) and isinstance(d.get("restart_count", 0), int)
+assert isinstance(d.get("backoff_seconds", 10), (int, float))
+assert d.get("last_restart_time") is None or isinstance(d["last_restart_time"], str)
+' "$old_state" 2>/dev/null; then
+    say "logs/restart_backoff.json is not the old monitor's state: left where it is, the agent starts fresh"
+    add backoff_import invalid
+    return 0
+  fi
+  mkdir -p /var/lib/cryptobot-agent
+  install -m 640 -o cryptobot-agent -g cryptobot-agent "$old_state" "$agent_state.cryptoctl-new" &&
+    mv -f "$agent_state.cryptoctl-new" "$agent_state" || die "cannot import logs/restart_backoff.json"
+  : >"$STATE/backoff-imported-now"
+  note_migrated restart_backoff "logs/restart_backoff.json is now the agent's backoff state (restart_count kept)"
+}
 
 # --- deploy: the agent ---
 if [ "$skip_agent" != 1 ]; then
@@ -314,6 +388,7 @@ if [ "$skip_agent" != 1 ]; then
     "$app_dir/.env" >"$work/agent.env" 2>/dev/null || :)
   install -m 600 -o root -g root "$work/agent.env" /etc/cryptobot/agent.env || die "cannot write agent.env"
   systemd-sysusers >>"$log" 2>&1 || die "systemd-sysusers failed"
+  import_old_backoff
   systemctl daemon-reload
   systemctl enable -q "$AGENT_UNIT" || die "cannot enable $AGENT_UNIT"
   systemctl enable -q --now "$HELPER.path" || die "cannot start $HELPER.path"
@@ -342,6 +417,24 @@ if [ -n "$app_new" ] && [ -n "$app_prev" ]; then
 fi
 if [ "$agent_changed" = 1 ] && [ -f "$AGENT.previous" ]; then
   mv -f "$AGENT.previous" "$AGENT" && systemctl restart "$AGENT_UNIT" && say "agent back to the previous binary"
+fi
+if [ -n "$migrated" ]; then
+  # A migrated VM is never left unmonitored: the old units and state come back.
+  for old in "$OLD_UNITS"/*; do
+    [ -f "$old" ] || continue
+    mv -f "$old" "$UNITS/$(basename "$old")"
+  done
+  rm -f "$STATE/worker-unit-installed"
+  if [ -e "$STATE/backoff-imported-now" ]; then
+    rm -f /var/lib/cryptobot-agent/restart_backoff.json "$STATE/backoff-imported" "$STATE/backoff-imported-now"
+  fi
+  systemctl daemon-reload
+  for old in health_monitor.service health_endpoint.service; do
+    [ -f "$UNITS/$old" ] && systemctl enable --now -q "$old" >>"$log" 2>&1
+  done
+  restart_worker
+  say "restored what the migration changed: the old units and the old backoff state"
+  add restored_migration 1
 fi
 add rolled_back 1
 if [ -n "$app_prev" ] || [ "$agent_changed" = 1 ]; then

@@ -18,7 +18,7 @@ use crate::{
 };
 
 pub use frame::{Frame, FrameError};
-pub use script::{Action, Invocation};
+pub use script::{Action, Invocation, UpdateCheck};
 
 /// How the system ssh client is called.
 #[derive(Debug, Clone)]

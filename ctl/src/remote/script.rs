@@ -13,6 +13,15 @@ pub const SCRIPT: &str = include_str!("script.sh");
 /// the result line must fit with room for the `CRYPTOCTL-EXIT` line.
 pub const RUN_COMMAND_BUDGET: usize = 4000;
 
+/// `health --check-updates`: whose checkout, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateCheck {
+    /// The app user (validated), who runs git.
+    pub user: String,
+    /// The checkout (validated absolute path).
+    pub dir: String,
+}
+
 /// What the script does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -21,6 +30,8 @@ pub enum Action {
     Health {
         /// Have the agent send its alerts.
         alert: bool,
+        /// Compare the checkout with its remote.
+        updates: Option<UpdateCheck>,
     },
     /// Restart the worker through the agent (`systemctl restart` without one), then report.
     Restart {
@@ -85,7 +96,14 @@ impl Invocation {
             ("budget", budget.to_string()),
         ];
         match action {
-            Action::Health { alert } => args.push(("alert", flag(*alert))),
+            Action::Health { alert, updates } => {
+                args.push(("alert", flag(*alert)));
+                let (user, dir) = updates
+                    .as_ref()
+                    .map_or(("-", "-"), |u| (u.user.as_str(), u.dir.as_str()));
+                args.push(("updatesUser", user.to_owned()));
+                args.push(("updatesDir", dir.to_owned()));
+            }
             Action::Restart { force } => args.push(("force", flag(*force))),
             Action::Pause { duration } => args.push(("seconds", seconds(*duration))),
             Action::Resume => {}
@@ -133,11 +151,43 @@ mod tests {
 
     #[test]
     fn arguments_are_positional_and_plain() {
-        let inv = Invocation::new(&Action::Health { alert: true }, &agent(), 4000);
+        let inv = Invocation::new(
+            &Action::Health {
+                alert: true,
+                updates: None,
+            },
+            &agent(),
+            4000,
+        );
         let values: Vec<&str> = inv.args.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(
             values,
-            ["health", "/usr/local/bin/cryptobot-agent", "4000", "1"]
+            [
+                "health",
+                "/usr/local/bin/cryptobot-agent",
+                "4000",
+                "1",
+                "-",
+                "-"
+            ]
+        );
+        let inv = Invocation::new(
+            &Action::Health {
+                alert: false,
+                updates: Some(UpdateCheck {
+                    user: "azureuser".into(),
+                    dir: "/srv/bot".into(),
+                }),
+            },
+            &agent(),
+            0,
+        );
+        assert_eq!(
+            inv.args[3..]
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>(),
+            ["0", "azureuser", "/srv/bot"]
         );
         let inv = Invocation::new(
             &Action::Logs {

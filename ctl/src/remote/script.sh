@@ -7,7 +7,8 @@
 #   $1 action: health | restart | pause | resume | logs
 #   $2 agent path (else cryptobot-agent from PATH)
 #   $3 output budget in bytes (0: unlimited)
-#   health: $4 alert (0|1)          restart: $4 force (0|1)          pause: $4 seconds (0: until resume)
+#   health: $4 alert (0|1)  $5 app user for the update check (-: none)  $6 app dir
+#   restart: $4 force (0|1)          pause: $4 seconds (0: until resume)
 #   logs: $4 worker|agent  $5 since seconds (0: all)  $6 lines  $7 priority 0-7 or -
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LC_ALL=C
@@ -127,7 +128,53 @@ add_report() {
   add_blob extra stderr "$tmp/err.tail"
 }
 
+# updates USER DIR: is the checkout behind the tip of its deployed ref on the remote? git runs as
+# the app user within a deadline and fetches only into refs/remotes (the working tree is untouched).
+updates() {
+  user=$1 dir=$2
+  bad=""
+  case $user in '' | root | -* | *[!a-z0-9_.-]*) bad="bad app user" ;; esac
+  case $dir in /*) ;; *) bad="bad app dir" ;; esac
+  case $dir in *[!A-Za-z0-9_./-]* | *..*) bad="bad app dir" ;; esac
+  if [ -n "$bad" ]; then
+    add updates unknown
+    printf '%s' "$bad" >"$tmp/upd"
+    add_blob fields updates_reason "$tmp/upd"
+    return 0
+  fi
+  ref=$(cat /var/lib/cryptobot-deploy/deployed_ref 2>/dev/null)
+  case $ref in '' | -* | *[!A-Za-z0-9._/-]* | *..*) ref=master ;; esac
+  home=$(getent passwd "$user" | cut -d: -f6)
+  if [ ! -d "$dir/.git" ]; then
+    add updates unknown
+    printf 'no git checkout at %s' "$dir" >"$tmp/upd"
+  elif ! timeout 30 runuser -u "$user" -- env HOME="${home:-/}" GIT_TERMINAL_PROMPT=0 \
+    GIT_SSH_COMMAND='ssh -o BatchMode=yes -o ConnectTimeout=10' \
+    git -C "$dir" fetch -q origin "+refs/heads/$ref:refs/remotes/origin/$ref" >"$tmp/upd" 2>&1 </dev/null; then
+    add updates unknown
+    { printf 'git fetch of %s failed or timed out: ' "$ref"; tail -n 1 "$tmp/upd"; } >"$tmp/upd.msg"
+    mv -f "$tmp/upd.msg" "$tmp/upd"
+  else
+    : >"$tmp/upd"
+    behind=$(runuser -u "$user" -- git -C "$dir" rev-list --count "HEAD..refs/remotes/origin/$ref" 2>/dev/null)
+    case $behind in
+      '' | *[!0-9]*)
+        add updates unknown
+        printf 'cannot compare HEAD with origin/%s' "$ref" >"$tmp/upd"
+        ;;
+      0) add updates current ;;
+      *)
+        add updates behind
+        add updates_behind "$behind"
+        ;;
+    esac
+    add updates_ref "$ref"
+  fi
+  add_blob fields updates_reason "$tmp/upd"
+}
+
 health() {
+  [ "$2" != - ] && updates "$2" "$3"
   if [ "$have_agent" = 1 ] && [ "$1" = 1 ]; then
     "$agent" check --alert --json >"$tmp/out" 2>"$tmp/err" </dev/null
     code=$?
@@ -215,15 +262,21 @@ logs() {
   if [ "$prio" = - ]; then
     journalctl "$@" >"$tmp/log" 2>"$tmp/err" </dev/null
     code=$?
+  elif [ "$unit" = "$WORKER" ] && [ "$prio" -le 3 ]; then
+    # The bot logs every line at info: its error levels and tracebacks are errors too. Both
+    # passes carry microsecond times, merged in time order (stable), each line once, then shown
+    # with short-iso's seconds.
+    set -- "$@" -o short-iso-precise
+    journalctl "$@" -p "$prio" >"$tmp/log" 2>"$tmp/err" </dev/null
+    code=$?
+    journalctl "$@" 2>/dev/null </dev/null |
+      grep -E '\[(ERROR|CRITICAL)\]|Traceback \(most recent call last\)' >>"$tmp/log"
+    sort -s -k1,1 "$tmp/log" | awk '!seen[$0]++' | tail -n "$lines" |
+      sed 's/^\([0-9T:-]*\)\.[0-9]*/\1/' >"$tmp/merged"
+    mv -f "$tmp/merged" "$tmp/log"
   else
     journalctl "$@" -p "$prio" >"$tmp/log" 2>"$tmp/err" </dev/null
     code=$?
-    # The bot logs every line at info: its error levels and tracebacks are errors too.
-    if [ "$unit" = "$WORKER" ] && [ "$prio" -le 3 ]; then
-      journalctl "$@" 2>/dev/null </dev/null |
-        grep -E '\[(ERROR|CRITICAL)\]|Traceback \(most recent call last\)' >>"$tmp/log"
-      sort -u "$tmp/log" | tail -n "$lines" >"$tmp/sorted" && mv -f "$tmp/sorted" "$tmp/log"
-    fi
   fi
   n=$(wc -l <"$tmp/log")
   n=$((n + 0))
@@ -246,7 +299,7 @@ logs() {
 }
 
 case $action in
-  health) health "$1" ;;
+  health) health "$1" "${2:--}" "${3:--}" ;;
   restart) restart "$1" ;;
   pause)
     secs=$(number "$1")
