@@ -19,7 +19,8 @@ const MAIN: &str = r#"import logging, os, sys, time
 # Stand-in for the bot. It logs like the bot's core/logging_setup.py (stdout, its format, no
 # syslog priority prefix) and writes the heartbeat the real scheduler loop writes (truncate and
 # rewrite). While /run/stand-in-bot/crash-after-1s exists it exits with status 1 one second after
-# each start (a crash loop, for the tests).
+# each start (a crash loop, for the tests); each new text in /run/stand-in-bot/log-error is logged
+# once at level ERROR.
 logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s [%(levelname)s] %(name)s - %(message)s",
@@ -29,7 +30,16 @@ log = logging.getLogger("core.orchestrator")
 log.info("Scheduler started with 0 jobs")
 crash = os.path.exists("/run/stand-in-bot/crash-after-1s")
 started = time.time()
+said = None
 while True:
+    try:
+        with open("/run/stand-in-bot/log-error") as f:
+            text = f.read().strip()
+    except OSError:
+        text = None
+    if text and text != said:
+        logging.getLogger("faucets.firefaucet").error(text)
+    said = text
     with open("/tmp/cryptobot_heartbeat", "w") as f:
         f.write(f"{time.time()}\n0 jobs\n0 running\nAccounts: None\n")
     if crash:
@@ -159,6 +169,11 @@ pub fn crash_after_one_second(vm: &Vm, on: bool) {
 /// A shell command listing every file a deploy could write on a VM, with its checksum, and the
 /// units' states: equal before and after means the deploy changed nothing there.
 pub const FOOTPRINT: &str = "find /home/azureuser/Repositories /etc/cryptobot /etc/systemd/system /usr/local/bin /var/lib/cryptobot-deploy -path '*/.venv' -prune -o -type f -print 2>/dev/null | sort | xargs -r sha256sum; systemctl is-active faucet_worker.service cryptobot-agent.service || true";
+
+/// Makes the stand-in bot log `text` once at level ERROR.
+pub fn log_error(vm: &Vm, text: &str) {
+    vm.write_file("/run/stand-in-bot/log-error", text);
+}
 
 /// The commit checked out in the VM's checkout.
 pub fn deployed_commit(vm: &Vm) -> String {

@@ -5,8 +5,8 @@
 //! agent runs as its own user and may restart the worker and nothing else (polkit's rule where
 //! polkit reads it, the restart helper everywhere); a worker that crashes one second after each start
 //! is restarted on the agent's schedule and never by systemd, and the schedule starts over once the
-//! worker has run stable; `check`, `/health` and the gRPC socket answer; a deploy over run-command
-//! and a rollback over ssh end healthy.
+//! worker has run stable; `check`, `/health`, the gRPC socket and the journal check answer; a
+//! deploy and a rollback over run-command and a rollback over ssh end healthy.
 //!
 //! What differs from production: the agent's delays are scaled down in its configuration
 //! (`initial_delay` 2 s, `max_delay` 16 s, `stable_after` 15 s, so 2, 4, 8, 16, 16 s stand for 10,
@@ -18,7 +18,7 @@ use std::time::Duration;
 use cryptobot_tests::{
     Lab, Release, Vm,
     azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, FOOTPRINT, crash_after_one_second, deployed_commit, prepare_vm},
+    bot::{BotRepo, FOOTPRINT, crash_after_one_second, deployed_commit, log_error, prepare_vm},
     ctl::{cryptoctl, show, ssh_args},
     dist_agent_bin, dist_dir,
     http_server::HttpServer,
@@ -50,27 +50,36 @@ fn debian_13_trixie() {
     on_release(Release::Trixie);
 }
 
-/// A VM that cannot be supported (here python3-venv is missing: its `ensurepip` is gone) is refused
-/// before anything on it changes, naming what is missing; the other VM is deployed as usual.
+/// VMs that cannot be supported are refused before anything on them changes, naming what is
+/// missing; the other VM is deployed as usual. One lacks python3-venv (its `ensurepip` is gone);
+/// one stands in for a release with systemd 245 (Ubuntu 20.04): a `systemctl` shim first in PATH
+/// that reports that version and passes everything else to the real one.
 #[test]
-fn a_vm_without_python3_venv_is_refused_before_any_change() {
+fn vms_that_cannot_be_supported_are_refused_before_any_change() {
     let repo = BotRepo::create();
     let lab = Lab::builder()
-        .vms(2)
+        .vms(3)
         .ssh(true)
         .worker(false)
         .bind(&repo.dir)
         .start();
-    let (bare, good) = (lab.vm(1), lab.vm(2));
+    let (no_venv, old_systemd, good) = (lab.vm(1), lab.vm(2), lab.vm(3));
     for vm in lab.vms() {
         prepare_vm(vm);
     }
-    bare.sh("rm -rf /usr/lib/python3*/ensurepip");
+    no_venv.sh("rm -rf /usr/lib/python3*/ensurepip");
+    old_systemd.write_file(
+        "/usr/local/bin/systemctl",
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'systemd 245 (245.4-4ubuntu3)'; exit 0; fi\n\
+         exec /usr/bin/systemctl \"$@\"\n",
+    );
+    old_systemd.sh("chmod 755 /usr/local/bin/systemctl");
     let emu = AzureEmulator::builder()
-        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", bare))
-        .vm(EmulatedVm::lab("Bot02", "BOTS-RG", good))
+        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", no_venv))
+        .vm(EmulatedVm::lab("Bot02", "BOTS-RG", old_systemd))
+        .vm(EmulatedVm::lab("Bot03", "BOTS-RG", good))
         .start();
-    let before = bare.sh(FOOTPRINT);
+    let before = [no_venv.sh(FOOTPRINT), old_systemd.sh(FOOTPRINT)];
     let config = repo.dir.join("agent.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let out = cryptoctl(&emu)
@@ -80,7 +89,7 @@ fn a_vm_without_python3_venv_is_refused_before_any_change() {
             "-g",
             "BOTS-RG",
             "--max-parallel",
-            "2",
+            "3",
             "--agent-config",
         ])
         .arg(&config)
@@ -96,14 +105,18 @@ fn a_vm_without_python3_venv_is_refused_before_any_change() {
         .expect("cryptoctl deploy");
     let said = show(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains(
-            "Bot01 (BOTS-RG): FAILED: python3-venv is missing on the VM (apt-get install python3-venv)"
-        ),
-        "{said}"
+    for line in [
+        "Bot01 (BOTS-RG): FAILED: python3-venv is missing on the VM (apt-get install python3-venv)",
+        "Bot02 (BOTS-RG): FAILED: systemd 245 is older than 247, the oldest supported",
+        "Bot03 (BOTS-RG): ok",
+    ] {
+        assert!(said.contains(line), "{line} not in {said}");
+    }
+    assert_eq!(
+        [no_venv.sh(FOOTPRINT), old_systemd.sh(FOOTPRINT)],
+        before,
+        "a refused VM was changed"
     );
-    assert!(said.contains("Bot02 (BOTS-RG): ok"), "{said}");
-    assert_eq!(bare.sh(FOOTPRINT), before, "the refused VM was changed");
     assert_eq!(deployed_commit(good), repo.good);
 }
 
@@ -126,6 +139,7 @@ fn on_release(release: Release) {
     let deploy = |agent: &std::path::Path| {
         cryptoctl(&emu)
             .args(ssh_args(&lab))
+            .args(["--host", &vm.ip])
             .args([
                 "deploy",
                 "-g",
@@ -212,6 +226,22 @@ fn on_release(release: Release) {
         .expect("cryptoctl rollback");
     assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
     assert_eq!(deployed_commit(vm), repo.good);
+    // and a rollback over run-command, to an explicit commit
+    let out = cryptoctl(&emu)
+        .args([
+            "rollback",
+            "-g",
+            "BOTS-RG",
+            "-n",
+            "Bot01",
+            "--gate-timeout",
+            "90s",
+        ])
+        .args(["--commit", &repo.v2])
+        .output()
+        .expect("cryptoctl rollback");
+    assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
+    assert_eq!(deployed_commit(vm), repo.v2);
 }
 
 /// The one-shot check as the agent's user, `/health` over HTTP and the daemon's report over the
@@ -229,10 +259,20 @@ fn front_ends_answer(vm: &Vm, release: Release) {
         .unwrap_or_else(|e| panic!("{release:?}: /health: {e}: {health:?}"));
     assert_eq!(health["status"], "healthy", "{health:#}");
 
-    let status = vm.run(&["/usr/local/bin/cryptobot-agent", "status", "--json"]);
-    let status: Value = serde_json::from_slice(&status.stdout)
-        .unwrap_or_else(|e| panic!("{release:?}: status --json: {e}: {status:?}"));
-    assert_eq!(status["status"], "HEALTHY", "{status:#}");
+    let status = || {
+        let out = vm.run(&["/usr/local/bin/cryptobot-agent", "status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{release:?}: status --json: {e}: {out:?}"))
+    };
+    assert_eq!(status()["status"], "HEALTHY");
+
+    // The journal check with this release's journalctl: the bot's [ERROR] line, at info priority.
+    log_error(vm, "Claim failed: TimeoutError");
+    wait_until(
+        "the daemon to report the bot's error",
+        Duration::from_secs(30),
+        || status()["alerts"] == serde_json::json!(["Found 1 recent errors in logs"]),
+    );
 }
 
 /// Every installed unit is clean for this release's `systemd-analyze verify` (no unknown

@@ -7,9 +7,11 @@
 //!
 //! - the loop accepts every connection at once and admits it only under two caps ([`limits`]):
 //!   `max_connections` open connections in all and `max_connections_per_ip` from one client
-//!   address; a connection over a cap is answered `503`/`429` without waiting and closed. Slow or
-//!   silent clients therefore use up only their own address's share and `/health` stays
-//!   answerable for everyone else (never a queue in front of the accept call that they could fill);
+//!   address; a connection over its address's cap is answered `429` without waiting and closed.
+//!   When the server is full, the oldest connection of the address holding the most makes room
+//!   for a newcomer (loopback always gets one), so slow or silent clients, even from many
+//!   addresses, cannot keep `/health` from anyone else (and there is never a queue in front of the
+//!   accept call that they could fill);
 //! - the request head must arrive within `header_timeout` (also on idle keep-alive connections)
 //!   and fit in [`MAX_HEADER_BYTES`]; hyper answers 431 or closes the connection otherwise;
 //! - handling a request may take at most `request_timeout` (a tower timeout; `/health` copies a
@@ -131,11 +133,16 @@ pub async fn serve(
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let shutdown = shutdown.clone();
+        let evicted = permit.evicted();
         connections.spawn(async move {
             let _permit = permit;
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
+                () = evicted.cancelled() => {
+                    tracing::debug!(%peer, "http connection closed to make room for another client");
+                    Ok(())
+                }
                 () = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     match tokio::time::timeout(request_timeout, conn.as_mut()).await {
