@@ -8,7 +8,6 @@
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use cryptobot_tests::{
