@@ -15,6 +15,7 @@
 //! stdin and the parameters as `$1..`), by nothing (a synthetic VM answering a canned healthy
 //! result, for scale), or hangs (its run-commands never finish).
 
+mod api_versions;
 mod routes;
 mod run;
 pub mod tls;
@@ -202,6 +203,8 @@ pub struct Seen {
     pub uri: String,
     /// Status answered.
     pub status: u16,
+    /// When it was answered.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug)]

@@ -89,6 +89,7 @@ async fn handle(
         method: method.to_string(),
         uri: uri.to_string(),
         status: response.status().as_u16(),
+        at: std::time::Instant::now(),
     });
     response
 }
@@ -172,7 +173,16 @@ async fn arm(
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         ),
-        None => route(state, method, uri.path(), &query, body).await,
+        None => {
+            let version = query
+                .iter()
+                .find(|(k, _)| k == "api-version")
+                .map_or("", |(_, v)| v.as_str());
+            match super::api_versions::refusal(uri.path(), version) {
+                Some((code, message)) => arm_error(StatusCode::BAD_REQUEST, code, &message),
+                None => route(state, method, uri.path(), &query, body).await,
+            }
+        }
     };
     // Throttling headers, as Azure sends them, from a budget that shrinks with each request.
     let mut s = state.lock().expect("state");
