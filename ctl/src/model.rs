@@ -209,6 +209,16 @@ impl VmHealth {
             return;
         }
         self.report_source = frame.get("source").map(str::to_owned);
+        if let Some(level) = frame.get("report_trimmed") {
+            let what = match level {
+                "events" => "the event history left out",
+                "detail" => "only the original fields kept",
+                _ => "only the original fields kept, alert texts shortened",
+            };
+            self.warnings.push(format!(
+                "the agent's report was trimmed to fit run-command's 4096-byte output ({what})"
+            ));
+        }
         let report = match frame.blob("report") {
             Ok(Some(text)) => text,
             Ok(None) => {

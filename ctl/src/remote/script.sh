@@ -25,10 +25,50 @@ extra=""
 rc=0
 case $budget in '' | *[!0-9]*) budget=0 ;; esac
 
+# trim_report LEVEL: the agent's report ($tmp/out) made smaller into $tmp/trimmed, keeping the
+# original fields (status, alerts, the five numbers) whatever happens: "events" leaves out the
+# daemon's event history, "detail" keeps only the original fields and the unit's state, "alerts"
+# also shortens each alert text (at most 10, 200 bytes each).
+trim_report() {
+  command -v python3 >/dev/null 2>&1 || return 1
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+level = sys.argv[2]
+d = r.get("daemon")
+if isinstance(d, dict) and isinstance(d.get("events"), list):
+    d["events_left_out"] = len(d["events"])
+    d["events"] = []
+if level in ("detail", "alerts"):
+    unit = r.get("unit") if isinstance(r.get("unit"), dict) else {}
+    keep = ["timestamp", "status", "service_active", "service_running", "crash_count",
+            "disk_usage_percent", "memory_usage_percent", "heartbeat_age_seconds", "alerts",
+            "metrics"]
+    r = {k: r[k] for k in keep if k in r}
+    if "active_state" in unit:
+        r["unit"] = {"active_state": unit["active_state"]}
+if level == "alerts":
+    def cut(t):
+        b = str(t).encode()
+        return t if len(b) <= 200 else b[:200].decode("utf-8", "ignore") + "\u2026"
+    r["alerts"] = [cut(t) for t in (r.get("alerts") or [])[:10]]
+    r.pop("metrics", None)
+json.dump(r, sys.stdout, separators=(",", ":"), ensure_ascii=False)
+' "$tmp/out" "$1" >"$tmp/trimmed" 2>/dev/null
+}
+
 finish() {
   line="CRYPTOCTL-RESULT $fields$big$extra"
   if [ "$budget" -gt 0 ] && [ "${#line}" -gt "$budget" ]; then
     line="CRYPTOCTL-RESULT $fields$big truncated=1"
+  fi
+  # A report that does not fit is trimmed step by step rather than dropped.
+  if [ "$budget" -gt 0 ] && [ "${#line}" -gt "$budget" ] && [ -n "${report_in_big:-}" ]; then
+    for level in events detail alerts; do
+      trim_report "$level" || break
+      line="CRYPTOCTL-RESULT $fields report_trimmed=$level report=$(enc "$tmp/trimmed") truncated=1"
+      [ "${#line}" -le "$budget" ] && break
+    done
   fi
   if [ "$budget" -gt 0 ] && [ "${#line}" -gt "$budget" ]; then
     line="CRYPTOCTL-RESULT $fields truncated=1 dropped=1"
@@ -124,6 +164,7 @@ add_report() {
   add code "$code"
   add worker "$(unit_state "$WORKER")"
   add_blob big report "$tmp/out"
+  [ -s "$tmp/out" ] && report_in_big=1
   tail -c 1500 "$tmp/err" >"$tmp/err.tail"
   add_blob extra stderr "$tmp/err.tail"
 }
