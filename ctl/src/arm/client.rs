@@ -421,6 +421,8 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // a negative value is no Retry-After at all (the default interval applies)
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! result, for scale), or hangs (its run-commands never finish).
 
 mod api_versions;
+pub mod identity;
 mod routes;
 mod run;
 pub mod tls;
@@ -192,6 +193,25 @@ pub struct Faults {
     pub synthetic_run_time: Duration,
     /// `Retry-After` seconds sent with a run-command's 202 and polls (none when 0, like Azure).
     pub poll_retry_after: u64,
+    /// How the managed identity endpoint answers.
+    pub managed_identity: ManagedIdentity,
+    /// Links handed out point at this other origin (`https://host:port`): a hostile or broken
+    /// service that would lure the client's token elsewhere.
+    pub foreign_links: Option<String>,
+}
+
+/// The managed identity endpoint's behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManagedIdentity {
+    /// No identity assigned: `400 Identity not found`, as IMDS answers.
+    #[default]
+    Absent,
+    /// A token, in the IMDS shape.
+    Token,
+    /// An HTML page (a captive portal or proxy in the way).
+    Html,
+    /// No answer for a minute.
+    Hang,
 }
 
 /// One request as the emulator saw it.
@@ -229,6 +249,17 @@ struct State {
     scripts: Vec<(String, Vec<String>)>,
     /// The access token the token endpoint hands out and Resource Manager accepts.
     token: String,
+}
+
+impl State {
+    /// Where the links Resource Manager hands out (`nextLink`, `Location`,
+    /// `Azure-AsyncOperation`) point: here, or the host of [`Faults::foreign_links`].
+    fn link_base(&self) -> String {
+        self.faults
+            .foreign_links
+            .clone()
+            .unwrap_or_else(|| self.base.clone())
+    }
 }
 
 type Shared = Arc<Mutex<State>>;

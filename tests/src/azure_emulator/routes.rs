@@ -11,8 +11,8 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Backend, CLIENT_ID, CLIENT_SECRET, EmulatedVm, Operation, SUBSCRIPTION, SUBSCRIPTION_NAME,
-    Seen, Shared, TENANT, run,
+    Backend, EmulatedVm, Operation, SUBSCRIPTION, SUBSCRIPTION_NAME, Seen, Shared, TENANT,
+    identity, run,
 };
 
 const API_VERSION: &str = "2024-11-01";
@@ -21,7 +21,7 @@ pub(super) fn router(state: Shared) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [("content-type", "application/json; charset=utf-8")],
@@ -61,7 +61,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_pairs(q: &str) -> Vec<(String, String)> {
+pub(super) fn query_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -81,7 +81,13 @@ async fn handle(
     let path = uri.path().to_owned();
     let response = if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
         let issued = state.lock().expect("state").token.clone();
-        token(&path, &body, &issued)
+        identity::token(
+            &path,
+            &query_pairs(&String::from_utf8_lossy(&body)),
+            &issued,
+        )
+    } else if method == Method::GET && path == identity::MANAGED_IDENTITY_PATH {
+        identity::managed_identity(&state, &query_pairs(uri.query().unwrap_or("")), &headers).await
     } else {
         arm(&state, &method, &uri, &headers, &body).await
     };
@@ -92,33 +98,6 @@ async fn handle(
         at: std::time::Instant::now(),
     });
     response
-}
-
-fn token(path: &str, body: &[u8], issued: &str) -> Response {
-    let form = query_pairs(&String::from_utf8_lossy(body));
-    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let ok = path == format!("/{TENANT}/oauth2/v2.0/token")
-        && get("client_id") == Some(CLIENT_ID)
-        && get("client_secret") == Some(CLIENT_SECRET)
-        && get("grant_type") == Some("client_credentials")
-        && get("scope") == Some("https://management.azure.com/.default");
-    if ok {
-        json_response(
-            StatusCode::OK,
-            &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                    "access_token": issued}),
-        )
-    } else {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.",
-                    "error_codes": [7000215], "timestamp": "2026-01-01 00:00:00Z",
-                    "trace_id": "00000000-0000-0000-0000-000000000000",
-                    "correlation_id": "00000000-0000-0000-0000-000000000000",
-                    "error_uri": "https://login.microsoftonline.com/error?code=7000215"}),
-        )
-    }
 }
 
 async fn arm(
@@ -480,7 +459,7 @@ fn list(state: &Shared, rg: Option<&str>, path: &str, skip: Option<&str>) -> Res
     if end < vms.len() {
         body["nextLink"] = json!(format!(
             "{}{path}?api-version={API_VERSION}&%24skiptoken={end}",
-            s.base
+            s.link_base()
         ));
     }
     json_response(StatusCode::OK, &body)
@@ -601,7 +580,7 @@ fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> Response {
         },
     );
     s.scripts.push((vm.name.clone(), params.clone()));
-    let base = s.base.clone();
+    let base = s.link_base();
     let run_time = s.faults.synthetic_run_time;
     let retry_after = s.faults.poll_retry_after;
     drop(s);
@@ -668,7 +647,7 @@ fn operation(state: &Shared, path: &str, op: &str, monitor: bool) -> Response {
             let mut r = StatusCode::ACCEPTED.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "{}{path}?monitor=true&api-version={API_VERSION}",
-                s.base
+                s.link_base()
             )) {
                 r.headers_mut().insert("location", v);
             }
