@@ -235,3 +235,15 @@ fn links_to_another_host_are_refused_before_the_token_goes_there() {
         "the other host was contacted"
     );
 }
+
+#[test]
+fn a_token_endpoint_that_answers_html_is_a_clear_error() {
+    let emu = emulator(Faults {
+        token_html: true,
+        ..Faults::default()
+    });
+    let out = cryptoctl(&emu).args(["vms", "--all"]).output().unwrap();
+    let said = show(&out);
+    assert_eq!(out.status.code(), Some(70), "{said}");
+    assert!(said.contains("environment failed: "), "{said}");
+}

@@ -120,3 +120,34 @@ fn run_command_is_polled_at_the_default_interval_or_the_services_retry_after() {
     assert!((3..=5).contains(&gaps.len()), "{gaps:?}");
     assert!(gaps.iter().all(|g| (0.95..1.8).contains(g)), "{gaps:?}");
 }
+
+/// A `Retry-After` of a day is not waited out: the VM's deadline (`--timeout`) bounds the wait and
+/// the row is UNKNOWN with the reason.
+#[test]
+fn a_retry_after_of_a_day_is_bounded_by_the_deadline() {
+    let emu = AzureEmulator::builder()
+        .vm(EmulatedVm::synthetic("Bot01", "BOTS-RG"))
+        .faults(Faults {
+            synthetic_run_time: std::time::Duration::from_secs(3600),
+            poll_retry_after: 86_400,
+            ..Faults::default()
+        })
+        .start();
+    let started = std::time::Instant::now();
+    let out = cryptoctl(&emu)
+        .args(["health", "-g", "BOTS-RG", "--timeout", "10s", "-o", "json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(rows[0]["status"], "UNKNOWN", "{}", show(&out));
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no answer within"),
+        "{}",
+        show(&out)
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}

@@ -32,6 +32,16 @@ fn invalid_client(code: u32, text: &str) -> Response {
     )
 }
 
+/// What a captive portal or a misconfigured proxy answers instead of the service.
+pub(super) fn html_page() -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "text/html")],
+        "<html><body><h1>Sign in to your network</h1></body></html>",
+    )
+        .into_response()
+}
+
 /// `POST /{tenant}/oauth2/v2.0/token` with the form `form`.
 pub(super) fn token(path: &str, form: &[(String, String)], issued: &str) -> Response {
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -98,12 +108,7 @@ pub(super) async fn managed_identity(
                         "access_token": issued, "resource": "https://management.azure.com"}),
             )
         }
-        ManagedIdentity::Html => (
-            StatusCode::OK,
-            [("content-type", "text/html")],
-            "<html><body><h1>Sign in to your network</h1></body></html>",
-        )
-            .into_response(),
+        ManagedIdentity::Html => html_page(),
         ManagedIdentity::Hang => {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()

@@ -195,6 +195,8 @@ pub struct Faults {
     pub poll_retry_after: u64,
     /// How the managed identity endpoint answers.
     pub managed_identity: ManagedIdentity,
+    /// The token endpoint answers an HTML page (a proxy or captive portal in the way).
+    pub token_html: bool,
     /// Links handed out point at this other origin (`https://host:port`): a hostile or broken
     /// service that would lure the client's token elsewhere.
     pub foreign_links: Option<String>,

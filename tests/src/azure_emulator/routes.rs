@@ -80,12 +80,19 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     let response = if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
-        let issued = state.lock().expect("state").token.clone();
-        identity::token(
-            &path,
-            &query_pairs(&String::from_utf8_lossy(&body)),
-            &issued,
-        )
+        let (issued, html) = {
+            let s = state.lock().expect("state");
+            (s.token.clone(), s.faults.token_html)
+        };
+        if html {
+            identity::html_page()
+        } else {
+            identity::token(
+                &path,
+                &query_pairs(&String::from_utf8_lossy(&body)),
+                &issued,
+            )
+        }
     } else if method == Method::GET && path == identity::MANAGED_IDENTITY_PATH {
         identity::managed_identity(&state, &query_pairs(uri.query().unwrap_or("")), &headers).await
     } else {
