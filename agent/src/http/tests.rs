@@ -384,7 +384,8 @@ async fn access_rules_are_applied_to_requests() {
 }
 
 #[tokio::test]
-async fn timeouts_become_408() {
+/// The timeout layer (tower's) reports an elapsed request as an error; this is the answer it gets.
+async fn the_timeout_layers_error_is_answered_408() {
     let response = errors::timed_out(Box::new(tower::timeout::error::Elapsed::new())).await;
     assert_eq!(response.status(), 408);
 }
