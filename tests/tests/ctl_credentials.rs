@@ -59,12 +59,17 @@ fn unconfigured(emu: &AzureEmulator, path_dir: &Path) -> Command {
 /// `expired` exists next to it, the CLI's error for an expired login) and `account show` with the
 /// emulator's subscription; each call's arguments are appended to `calls`.
 fn fake_az(token: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
     let expires = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
+    fake_az_expiring(token, &expires.to_string())
+}
+
+/// [`fake_az`] with `expires_on` as given (JSON text).
+fn fake_az_expiring(token: &str, expires: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
     let script = format!(
         r#"#!/bin/sh
 here=$(dirname "$0")
@@ -246,4 +251,34 @@ fn a_token_endpoint_that_answers_html_is_a_clear_error() {
     let said = show(&out);
     assert_eq!(out.status.code(), Some(70), "{said}");
     assert!(said.contains("environment failed: "), "{said}");
+}
+
+/// Absurd token lifetimes from the CLI (already expired, or beyond any calendar) end in a clear
+/// answer within a bounded time, never a loop.
+#[test]
+fn absurd_token_lifetimes_are_bounded() {
+    let emu = emulator(Faults::default());
+    for expires in ["0", "99999999999999999"] {
+        let (dir, calls) = fake_az_expiring(&emu.token(), expires);
+        let started = std::time::Instant::now();
+        let out = vms(&mut unconfigured(&emu, dir.path()));
+        let said = show(&out);
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(70),
+            "{expires}: {said}"
+        );
+        if out.status.code() == Some(70) {
+            assert!(said.contains("Azure CLI: "), "{expires}: {said}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{expires}: {:?}",
+            started.elapsed()
+        );
+        let asked = std::fs::read_to_string(&calls).unwrap_or_default();
+        assert!(
+            asked.matches("get-access-token").count() < 20,
+            "{expires}: {asked}"
+        );
+    }
 }

@@ -109,6 +109,11 @@ fn deploy_migrates_old_installs_over_both_transports_and_restores_them_on_a_fail
     old_install(by_ssh, &repo, OLD_BACKOFF);
     old_install(by_run_command, &repo, "{\"restart_count\": \"many\"");
     old_install(broken, &repo, OLD_BACKOFF);
+    // Links that point out of the checkout: never followed by the ownership fix or the import.
+    by_ssh.sh(&format!("ln -s /etc/hostname {APP}/hostlink"));
+    broken.sh(&format!(
+        "mv {APP}/logs /var/log/oldbot && ln -s /var/log/oldbot {APP}/logs"
+    ));
     let emu = AzureEmulator::builder()
         .vm(EmulatedVm::lab("Bot01", "BOTS-RG", by_ssh))
         .vm(EmulatedVm::lab("Bot02", "BOTS-RG", by_run_command))
@@ -169,6 +174,11 @@ fn deploy_migrates_old_installs_over_both_transports_and_restores_them_on_a_fail
         ".env was changed"
     );
     assert_eq!(
+        vm.sh("stat -c %U /etc/hostname").trim(),
+        "root",
+        "a link was followed"
+    );
+    assert_eq!(
         vm.unit_property("faucet_worker.service", "StandardOutput"),
         "journal"
     );
@@ -223,7 +233,15 @@ fn deploy_migrates_old_installs_over_both_transports_and_restores_them_on_a_fail
         .unwrap();
     assert_eq!(String::from_utf8(unit).unwrap(), OLD_WORKER);
     let old_state = broken
-        .read_file(&format!("{APP}/logs/restart_backoff.json"))
+        .read_file("/var/log/oldbot/restart_backoff.json")
         .unwrap();
     assert_eq!(String::from_utf8(old_state).unwrap(), OLD_BACKOFF);
+    assert!(said.contains("old restart_backoff.json skipped"), "{said}");
+    assert_eq!(
+        broken
+            .sh("stat -c %U /var/log/oldbot /var/log/oldbot/restart_backoff.json")
+            .trim(),
+        "root\nroot",
+        "the logs link was followed"
+    );
 }
