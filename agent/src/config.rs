@@ -10,9 +10,56 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::alerts::{
-    connection_string::ConnectionString, policy::PolicyConfig, queue::Backoff, secret::Secret,
-};
+pub mod connection_string;
+pub mod secret;
+
+use connection_string::ConnectionString;
+use secret::Secret;
+
+/// Policy settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// A reminder while not healthy, at most this often.
+    pub repeat_interval: Duration,
+    /// More status changes than this within `flapping_window` is flapping.
+    pub flapping_changes: u32,
+    /// The window status changes are counted in.
+    pub flapping_window: Duration,
+    /// Flapping ends when the status has not changed for this long.
+    pub flapping_stable_after: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            repeat_interval: Duration::from_secs(4 * 3600),
+            flapping_changes: 5,
+            flapping_window: Duration::from_secs(15 * 60),
+            flapping_stable_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, at most `max`,
+    /// then between 50 % and 100 % of that, at random.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max);
+        base.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
 
 /// Where the agent looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cryptobot/agent.toml";
@@ -641,10 +688,21 @@ pub mod env {
     pub const SMTP_USER: &str = "SMTP_USER";
     /// SMTP password.
     pub const SMTP_PASSWORD: &str = "SMTP_PASSWORD";
+    /// Not a variable: the machine's host name (for the default sender address), which the
+    /// environment function hands in like the variables so that validation does no I/O.
+    pub const HOST_NAME: &str = "(host name)";
 }
 
-/// The process environment (empty values count as unset).
+/// The process environment (empty values count as unset), and the host name as [`env::HOST_NAME`].
 pub fn process_env(name: &str) -> Option<String> {
+    if name == env::HOST_NAME {
+        return Some(
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -1151,7 +1209,7 @@ fn email_from_raw(
             Some(u) if plausible_address(u) => u.clone(),
             _ => format!(
                 "cryptobot-agent@{}",
-                crate::report::AgentInfo::current().hostname
+                env(env::HOST_NAME).unwrap_or_else(|| "localhost".into())
             ),
         },
     };

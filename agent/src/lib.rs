@@ -16,6 +16,8 @@ pub mod config;
 pub mod daemon;
 pub mod evaluate;
 pub mod grpc;
+pub mod handle;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod report;

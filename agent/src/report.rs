@@ -13,7 +13,8 @@ use crate::{
         Readings, disk::DiskUsage, heartbeat::Heartbeat, journal::JournalErrors,
         memory::MemoryUsage,
     },
-    evaluate::{CheckOutcome, Evaluation, Status},
+    evaluate::Evaluation,
+    health::{CheckOutcome, Status},
     systemd::UnitFacts,
 };
 

@@ -25,7 +25,7 @@ use cryptobot_agent::{
     alerts::{Alerter, SinkStatus, connection_string::ConnectionString, secret::Secret},
     config::{AlertsConfig, AppInsightsConfig, EmailConfig, SmtpTls, WebhookConfig, WebhookKind},
     daemon::testing::sample_snapshot,
-    evaluate::Status,
+    health::Status,
     report::Report,
 };
 use serde_json::{Value, json};

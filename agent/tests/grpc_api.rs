@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{PATIENCE, Supervisor, TestAgent};
 use cryptobot_agent::{
     daemon::Control,
-    evaluate::Status,
     grpc::{AGENT_SERVICE, MAX_MESSAGE_BYTES},
+    health::Status,
 };
 use cryptobot_proto::v1::{self as pb, agent_client::AgentClient, restart_response::Outcome};
 use futures_util::StreamExt;

@@ -9,7 +9,7 @@ mod common;
 use std::process::Stdio;
 
 use common::{PATIENCE, TestAgent};
-use cryptobot_agent::evaluate::Status;
+use cryptobot_agent::health::Status;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     process::Command,

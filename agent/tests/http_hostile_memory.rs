@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cryptobot_agent::evaluate::Status;
+use cryptobot_agent::health::Status;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpSocket, TcpStream},

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use cryptobot_agent::evaluate::Status;
+use cryptobot_agent::health::Status;
 use tokio::{io::AsyncWriteExt, process::Command};
 
 /// What Prometheus sends when it scrapes (it prefers OpenMetrics).

@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::HashSet, path::Path, process::Stdio, time::Duration};
 
-use cryptobot_agent::evaluate::Status;
+use cryptobot_agent::health::Status;
 use tokio::process::Command;
 
 /// The background of the CRITICAL badge in the page's CSS (`#cf222e`).

@@ -7,7 +7,7 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use common::{PATIENCE, Supervisor, TestAgent};
-use cryptobot_agent::{daemon::Control, evaluate::Status};
+use cryptobot_agent::{daemon::Control, health::Status};
 
 struct Run {
     code: Option<i32>,

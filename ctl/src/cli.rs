@@ -6,9 +6,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{
-    remote::deploy::{AgentUrl, CanaryProfile, CommitId, GitRef, RepoUrl, Sha256Hex},
-    validate::{AgentPath, Host, ResourceGroupName, SshUser, TagFilter, VmName},
+use crate::validate::{
+    AgentPath, AgentUrl, CanaryProfile, CommitId, GitRef, Host, RepoUrl, ResourceGroupName,
+    Sha256Hex, SshUser, TagFilter, VmName,
 };
 
 /// Exit code for usage errors (`EX_USAGE`); 0-3 are health statuses.

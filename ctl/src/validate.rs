@@ -240,6 +240,171 @@ pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
+// The values of `deploy` and `rollback`.
+
+/// A canary profile name: 1-64 letters, digits, `_ . -`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryProfile(String);
+
+impl FromStr for CanaryProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 64 {
+            return Err("a canary profile has 1 to 64 characters".into());
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return Err("a canary profile has only letters, digits and _ . -".into());
+        }
+        Ok(CanaryProfile(s.to_owned()))
+    }
+}
+
+impl fmt::Display for CanaryProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A git ref name (branch or tag) or a commit: letters, digits, `_ . / -`, no `..`, not starting
+/// with `-` or `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRef(String);
+
+impl FromStr for GitRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= 200
+            && !s.starts_with(['-', '/', '.'])
+            && !s.ends_with(['/', '.'])
+            && !s.contains("..")
+            && !s.contains("//")
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+        if ok {
+            Ok(GitRef(s.to_owned()))
+        } else {
+            Err(
+                "a ref has only letters, digits and _ . / - (no .., not starting with - / .)"
+                    .into(),
+            )
+        }
+    }
+}
+
+impl GitRef {
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A commit id: 7 to 40 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitId(String);
+
+impl FromStr for CommitId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.to_ascii_lowercase();
+        if (7..=40).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(CommitId(s))
+        } else {
+            Err("a commit is 7 to 40 hex digits".into())
+        }
+    }
+}
+
+impl CommitId {
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A git remote URL: `https://`, `ssh://`, `git://`, `file://` or an absolute path; no spaces,
+/// quotes or shell characters, and never starting with `-` (git would read it as an option).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoUrl(String);
+
+impl FromStr for RepoUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let scheme = ["https://", "http://", "ssh://", "git://", "file://", "/"]
+            .iter()
+            .any(|p| s.starts_with(p));
+        let chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/:@~%+=".contains(c));
+        if scheme && chars && s.len() <= 500 && !s.contains("::") {
+            Ok(RepoUrl(s.to_owned()))
+        } else {
+            Err("use an https://, ssh://, git://, file:// URL or an absolute path, without spaces or quotes".into())
+        }
+    }
+}
+
+impl RepoUrl {
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A URL the VM downloads the agent binary from (`http`, `https` or `file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentUrl(String);
+
+impl FromStr for AgentUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let scheme = ["https://", "http://", "file:///"]
+            .iter()
+            .any(|p| s.starts_with(p));
+        let chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/:@~%+=?&".contains(c));
+        if scheme && chars && s.len() <= 1000 {
+            Ok(AgentUrl(s.to_owned()))
+        } else {
+            Err("use an http(s):// or file:/// URL without spaces or quotes".into())
+        }
+    }
+}
+
+impl AgentUrl {
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A SHA-256 in hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Hex(String);
+
+impl FromStr for Sha256Hex {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Sha256Hex(s))
+        } else {
+            Err("a SHA-256 is 64 hex digits".into())
+        }
+    }
+}
+
+impl Sha256Hex {
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

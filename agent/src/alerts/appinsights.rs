@@ -27,7 +27,7 @@ use super::{
     queue::{Entry, Outbox},
     webhook::{describe, http_client},
 };
-use crate::{config::AppInsightsConfig, evaluate::Status, report::Report};
+use crate::{config::AppInsightsConfig, health::Status, report::Report};
 
 /// The `ai.cloud.role` of every envelope.
 pub const CLOUD_ROLE: &str = "cryptobot-agent";

@@ -168,7 +168,7 @@ pub fn body(n: &Notification) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{alerts::policy::Notice, daemon::testing::sample_snapshot, evaluate::Status};
+    use crate::{alerts::policy::Notice, daemon::testing::sample_snapshot, health::Status};
 
     #[test]
     fn body_has_the_original_fields() {

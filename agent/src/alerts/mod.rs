@@ -12,12 +12,12 @@
 
 pub mod appinsights;
 pub mod compact;
-pub mod connection_string;
+pub use crate::config::connection_string;
 pub mod email;
 pub mod notification;
 pub mod policy;
 pub mod queue;
-pub mod secret;
+pub use crate::config::secret;
 pub mod webhook;
 
 use std::{
@@ -45,7 +45,7 @@ use self::{
 };
 use crate::{
     config::AlertsConfig,
-    daemon::Snapshot,
+    handle::Snapshot,
     report::Report,
     state::{load_json, save_json},
 };

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{Notice, RestartOutcome};
-use crate::{evaluate::Status, report::Report};
+use crate::{health::Status, report::Report};
 
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

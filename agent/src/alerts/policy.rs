@@ -22,31 +22,9 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::Status;
+use crate::health::Status;
 
-/// Policy settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyConfig {
-    /// A reminder while not healthy, at most this often.
-    pub repeat_interval: Duration,
-    /// More status changes than this within `flapping_window` is flapping.
-    pub flapping_changes: u32,
-    /// The window status changes are counted in.
-    pub flapping_window: Duration,
-    /// Flapping ends when the status has not changed for this long.
-    pub flapping_stable_after: Duration,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            repeat_interval: Duration::from_secs(4 * 3600),
-            flapping_changes: 5,
-            flapping_window: Duration::from_secs(15 * 60),
-            flapping_stable_after: Duration::from_secs(15 * 60),
-        }
-    }
-}
+pub use crate::config::PolicyConfig;
 
 /// What the policy sees of one evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,7 +265,7 @@ impl PolicyState {
 mod opt_status {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::evaluate::Status;
+    use crate::health::Status;
 
     pub fn serialize<S: Serializer>(s: &Option<Status>, ser: S) -> Result<S::Ok, S::Error> {
         match s {

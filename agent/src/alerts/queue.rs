@@ -20,47 +20,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::notification::Notification;
+pub use crate::handle::SinkStatus;
 use crate::state::{load_json, write_atomic_with};
-
-/// What a sink reports in the status outputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SinkStatus {
-    /// The sink's name (also the name of its outbox file).
-    pub name: String,
-    /// `slack`, `discord`, `teams`, `generic`, `email` or `appinsights`.
-    pub kind: String,
-    /// Where it delivers: a host name only, never a URL or a key.
-    pub target: String,
-    /// When something was last delivered.
-    pub last_delivery: Option<DateTime<Utc>>,
-    /// The last failure (host names only, never secrets).
-    pub last_error: Option<String>,
-    /// When the last failure happened.
-    pub last_error_at: Option<DateTime<Utc>>,
-    /// Items waiting for delivery.
-    pub pending: usize,
-    /// Items delivered since the agent started.
-    pub delivered: u64,
-    /// Items dropped since the agent started (queue full, expired, or rejected).
-    pub dropped: u64,
-}
-
-impl SinkStatus {
-    /// A fresh status.
-    pub fn new(name: &str, kind: &str, target: &str) -> SinkStatus {
-        SinkStatus {
-            name: name.to_owned(),
-            kind: kind.to_owned(),
-            target: target.to_owned(),
-            last_delivery: None,
-            last_error: None,
-            last_error_at: None,
-            pending: 0,
-            delivered: 0,
-            dropped: 0,
-        }
-    }
-}
 
 /// A failed delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,26 +51,7 @@ impl DeliveryError {
     }
 }
 
-/// Exponential backoff with jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, at most `max`,
-    /// then between 50 % and 100 % of that, at random.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-            .min(self.max);
-        base.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
+pub use crate::config::Backoff;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OutboxFile<T> {

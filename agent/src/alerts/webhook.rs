@@ -276,7 +276,7 @@ fn generic(n: &Notification) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{alerts::policy::Notice, daemon::testing::sample_snapshot, evaluate::Status};
+    use crate::{alerts::policy::Notice, daemon::testing::sample_snapshot, health::Status};
 
     fn critical() -> Notification {
         let report = sample_snapshot(Status::Critical).report;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Probe, ProbeError};
 use crate::{
     config::DiskConfig,
-    evaluate::{Alert, CheckOutcome, Status},
+    health::{Alert, CheckOutcome, Status},
 };
 
 /// Usage of one file system.

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Probe, ProbeError};
-use crate::evaluate::{Alert, CheckOutcome, Status};
+use crate::health::{Alert, CheckOutcome, Status};
 
 /// How far ahead of its mtime a file's epoch may be before it is not believed.
 const MAX_CLOCK_SKEW_SECS: f64 = 60.0;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::process::Command;
 
 use super::{Probe, ProbeError};
-use crate::evaluate::{Alert, CheckOutcome, Status};
+use crate::health::{Alert, CheckOutcome, Status};
 
 /// At most this many entries (the newest) are read per check: every priority, since the bot logs
 /// its errors at info.

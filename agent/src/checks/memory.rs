@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{Probe, ProbeError};
-use crate::evaluate::{Alert, CheckOutcome, Status};
+use crate::health::{Alert, CheckOutcome, Status};
 
 /// Memory use of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

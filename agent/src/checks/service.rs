@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Probe, ProbeError};
 use crate::{
-    evaluate::{Alert, CheckOutcome, Status},
+    health::{Alert, CheckOutcome, Status},
     systemd::{self, UnitFacts},
 };
 

@@ -142,9 +142,7 @@ pub fn to_text(s: &pb::AgentStatus) -> String {
 mod tests {
     use super::*;
     use crate::{
-        daemon::{PauseView, testing::sample_snapshot},
-        evaluate::Status,
-        grpc::convert,
+        daemon::testing::sample_snapshot, grpc::convert, handle::PauseView, health::Status,
     };
 
     #[test]

@@ -5,12 +5,11 @@
 //! [`Snapshot`] per evaluation. Front ends (HTTP, gRPC) hold an [`AgentHandle`]: they read the latest
 //! snapshot and send [`Control`] requests; they never run probes.
 
-pub mod handle;
 pub mod supervisor;
 pub mod testing;
 pub mod watcher;
 
-pub use handle::{
+pub use crate::handle::{
     AgentGone, AgentHandle, BackoffView, Control, ControlReply, ControlRequest, DaemonState, Event,
     EventKind, PauseView, Sample, Snapshot,
 };

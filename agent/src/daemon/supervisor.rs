@@ -19,7 +19,8 @@ use crate::{
     alerts::{Alerter, policy::RestartOutcome},
     checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
     config::Config,
-    evaluate::{Alert, CheckOutcome, Status, evaluate},
+    evaluate::evaluate,
+    health::{Alert, CheckOutcome, Status},
     report::{AgentInfo, Report},
     restart::{
         helper,

@@ -14,7 +14,8 @@ use crate::{
         memory::MemoryUsage,
     },
     config::Config,
-    evaluate::{Status, evaluate},
+    evaluate::evaluate,
+    health::Status,
     report::{AgentInfo, Report},
     systemd::UnitFacts,
 };

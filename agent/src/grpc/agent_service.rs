@@ -15,7 +15,7 @@ use super::{
     auth::Access,
     convert::{self, ReplyError},
 };
-use crate::daemon::{AgentGone, AgentHandle, Control, ControlReply};
+use crate::handle::{AgentGone, AgentHandle, Control, ControlReply};
 
 /// The service behind one listener.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cryptobot_proto::v1 as pb;
 
 use crate::{
-    daemon::{Control, ControlReply, Event, EventKind, Snapshot},
-    evaluate::{CheckOutcome, Status},
+    handle::{Control, ControlReply, Event, EventKind, Snapshot},
+    health::{CheckOutcome, Status},
     report::DiskEntry,
     systemd::UnitFacts,
 };
@@ -229,7 +229,7 @@ fn not_done(reply: ControlReply) -> ReplyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::{PauseView, testing::sample_snapshot};
+    use crate::{daemon::testing::sample_snapshot, handle::PauseView};
 
     #[test]
     fn status_mirrors_the_report() {

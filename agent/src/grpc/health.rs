@@ -1,7 +1,7 @@
 //! `grpc.health.v1.Health` (Check and Watch, from `tonic-health`) following the agent's snapshots.
 //!
 //! Service `""` (overall) and the worker's unit name are SERVING exactly when the latest snapshot
-//! [is serving](crate::daemon::Snapshot::is_serving), NOT_SERVING otherwise. The API itself,
+//! [is serving](crate::handle::Snapshot::is_serving), NOT_SERVING otherwise. The API itself,
 //! `cryptobot.agent.v1.Agent`, is SERVING while the server runs. Everything turns NOT_SERVING when
 //! the server shuts down or the supervisor goes away, and Watch streams end on shutdown so that a
 //! graceful shutdown is not held up by them.
@@ -20,7 +20,7 @@ use tonic_health::{
     server::{HealthReporter, HealthService},
 };
 
-use crate::daemon::{AgentHandle, Snapshot};
+use crate::handle::{AgentHandle, Snapshot};
 
 /// The unit name used when the first snapshot does not name one.
 pub const DEFAULT_UNIT: &str = "faucet_worker.service";

@@ -25,7 +25,7 @@ pub use agent_service::AgentService;
 pub use auth::Access;
 pub use socket::bind_unix;
 
-use crate::daemon::AgentHandle;
+use crate::handle::AgentHandle;
 
 /// The fully qualified name of the agent's own service, also registered in health.
 pub const AGENT_SERVICE: &str = cryptobot_proto::v1::agent_server::SERVICE_NAME;

@@ -14,7 +14,7 @@ use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::daemon::Snapshot;
+use crate::handle::Snapshot;
 
 /// The answer for the latest snapshot, serialised once: load balancers ask far more often than
 /// snapshots change.
@@ -83,7 +83,7 @@ pub(crate) fn health_body(snapshot: &Snapshot) -> (StatusCode, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{daemon::testing::sample_snapshot, evaluate::Status};
+    use crate::{daemon::testing::sample_snapshot, health::Status};
 
     fn keys(v: &Value) -> Vec<&str> {
         v.as_object().unwrap().keys().map(String::as_str).collect()

@@ -1,7 +1,7 @@
 //! The agent's HTTP front end: `/health` for load balancers and the Azure Application Health
 //! extension, `/metrics` (JSON or the Prometheus text formats) and a status page at `/`.
 //!
-//! Handlers only read the latest [`Snapshot`](crate::daemon::Snapshot) from the
+//! Handlers only read the latest [`Snapshot`](crate::handle::Snapshot) from the
 //! [`AgentHandle`]; no request ever runs a probe. Connections are served by an accept loop of our
 //! own (rather than `axum::serve`) so that every limit is explicit:
 //!
@@ -47,7 +47,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use crate::{config::HttpConfig, daemon::AgentHandle};
+use crate::{config::HttpConfig, handle::AgentHandle};
 
 /// Largest request head (request line and headers) accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;

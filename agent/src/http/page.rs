@@ -12,8 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{AppState, chart::percent_chart};
 use crate::{
     checks::heartbeat::Heartbeat,
-    daemon::{EventKind, Snapshot},
-    evaluate::Status,
+    handle::{EventKind, Snapshot},
+    health::Status,
     report::local,
 };
 
@@ -377,7 +377,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::daemon::{Event, PauseView, testing::sample_snapshot};
+    use crate::{
+        daemon::testing::sample_snapshot,
+        handle::{Event, PauseView},
+    };
 
     fn addr() -> SocketAddr {
         "127.0.0.1:43210".parse().unwrap()

@@ -12,8 +12,8 @@ use prometheus_client::{
 
 use crate::{
     checks::heartbeat::Heartbeat,
-    daemon::Snapshot,
-    evaluate::{CheckOutcome, Status},
+    handle::Snapshot,
+    health::{CheckOutcome, Status},
 };
 
 /// `Content-Type` of the OpenMetrics text format.

@@ -16,8 +16,9 @@ use tower::ServiceExt as _;
 use super::*;
 use crate::{
     config::HttpConfig,
-    daemon::{ControlRequest, Snapshot, handle::test_handle, testing::sample_snapshot},
-    evaluate::Status,
+    daemon::testing::sample_snapshot,
+    handle::{ControlRequest, Snapshot, test_handle},
+    health::Status,
 };
 
 /// Guard against a hung test; every wait below is for an event, this only bounds it.

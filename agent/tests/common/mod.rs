@@ -10,8 +10,9 @@ use std::{
 
 use cryptobot_agent::{
     config::Config,
-    daemon::{ControlRequest, Snapshot, handle::test_handle, testing::sample_snapshot},
-    evaluate::Status,
+    daemon::testing::sample_snapshot,
+    handle::{ControlRequest, Snapshot, test_handle},
+    health::Status,
     http::serve,
 };
 use tokio::{

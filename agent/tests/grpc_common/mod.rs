@@ -8,9 +8,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::DateTime;
 use cryptobot_agent::{
-    daemon::{Control, ControlReply, Snapshot, handle::test_handle, testing::sample_snapshot},
-    evaluate::Status,
+    daemon::testing::sample_snapshot,
     grpc,
+    handle::{Control, ControlReply, Snapshot, test_handle},
+    health::Status,
 };
 use tokio::{
     net::TcpListener,

@@ -1,6 +1,6 @@
 //! `cryptoctl pause [--for 1h]`: suspend each VM's agent's restarts and alerts.
 
-use super::{Ctx, control};
+use super::{Ctx, control::control};
 use crate::{cli::PauseArgs, remote::Action};
 
 pub(super) async fn run(ctx: &Ctx, args: &PauseArgs) -> anyhow::Result<u8> {

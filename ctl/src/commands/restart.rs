@@ -2,7 +2,7 @@
 //! falling back to `systemctl restart` with a warning when the agent is missing, not running or too
 //! old to have the command.
 
-use super::{Ctx, control};
+use super::{Ctx, control::control};
 use crate::{cli::RestartArgs, remote::Action};
 
 pub(super) async fn run(ctx: &Ctx, args: &RestartArgs) -> anyhow::Result<u8> {

@@ -1,6 +1,6 @@
 //! `cryptoctl resume`: end the agents' pause.
 
-use super::{Ctx, control};
+use super::{Ctx, control::control};
 use crate::{cli::ResumeArgs, remote::Action};
 
 pub(super) async fn run(ctx: &Ctx, args: &ResumeArgs) -> anyhow::Result<u8> {

@@ -31,7 +31,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// `/health` answers 200 (and gRPC health says SERVING) exactly when this is true.
     pub fn is_serving(&self) -> bool {
-        self.report.status == crate::evaluate::Status::Healthy
+        self.report.status == crate::health::Status::Healthy
     }
 
     /// Pretty JSON of the report followed by the daemon's fields.
@@ -54,7 +54,7 @@ pub struct DaemonState {
     /// Recent events, oldest first (bounded).
     pub events: Vec<Event>,
     /// Alert sinks: last delivery, last error, queue.
-    pub sinks: Vec<crate::alerts::SinkStatus>,
+    pub sinks: Vec<SinkStatus>,
 }
 
 /// The restart backoff as status outputs show it.
@@ -239,4 +239,44 @@ pub fn test_handle(
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let (ctx, crx) = mpsc::channel(8);
     (AgentHandle::new(rx, ctx), tx, crx)
+}
+
+/// What a sink reports in the status outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkStatus {
+    /// The sink's name (also the name of its outbox file).
+    pub name: String,
+    /// `slack`, `discord`, `teams`, `generic`, `email` or `appinsights`.
+    pub kind: String,
+    /// Where it delivers: a host name only, never a URL or a key.
+    pub target: String,
+    /// When something was last delivered.
+    pub last_delivery: Option<DateTime<Utc>>,
+    /// The last failure (host names only, never secrets).
+    pub last_error: Option<String>,
+    /// When the last failure happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Items waiting for delivery.
+    pub pending: usize,
+    /// Items delivered since the agent started.
+    pub delivered: u64,
+    /// Items dropped since the agent started (queue full, expired, or rejected).
+    pub dropped: u64,
+}
+
+impl SinkStatus {
+    /// A fresh status.
+    pub fn new(name: &str, kind: &str, target: &str) -> SinkStatus {
+        SinkStatus {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            last_delivery: None,
+            last_error: None,
+            last_error_at: None,
+            pending: 0,
+            delivered: 0,
+            dropped: 0,
+        }
+    }
 }
