@@ -102,3 +102,29 @@ pub fn install_deployed_agent(vm: &Vm, config: &str) {
     vm.systemctl(&format!("start {AGENT_UNIT}"));
     vm.wait_active_state(AGENT_UNIT, "active", Duration::from_secs(20));
 }
+
+/// Runs `args` in `vm` as the agent's system user.
+pub fn as_agent(vm: &Vm, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["runuser", "-u", "cryptobot-agent", "--"];
+    all.extend_from_slice(args);
+    vm.run(&all)
+}
+
+/// Calls the systemd manager's `method` (`RestartUnit`, `StopUnit`, ...) on `unit` as the agent's
+/// user, over D-Bus with `busctl`.
+pub fn manager_call_as_agent(vm: &Vm, method: &str, unit: &str) -> std::process::Output {
+    as_agent(
+        vm,
+        &[
+            "busctl",
+            "call",
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            method,
+            "ss",
+            unit,
+            "replace",
+        ],
+    )
+}

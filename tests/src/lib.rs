@@ -11,6 +11,7 @@ pub mod agent;
 pub mod azure_emulator;
 pub mod bot;
 pub mod ctl;
+pub mod deploy;
 pub mod http_server;
 pub mod lab;
 pub mod pty;

@@ -5,55 +5,22 @@
 
 use cryptobot_tests::{
     Lab,
-    azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
-    ctl::{cryptoctl, show, ssh_args},
-    dist_agent_bin,
+    bot::{FAST_AGENT_CONFIG, deployed_commit},
+    ctl::show,
+    deploy::{DeployFleet, GROUP},
 };
 use serde_json::Value;
 
 #[test]
 fn check_updates_reports_a_checkout_behind_its_remote() {
-    let repo = BotRepo::create();
-    let lab = Lab::builder()
-        .ssh(true)
-        .worker(false)
-        .bind(&repo.dir)
-        .start();
-    let vm = lab.vm(1);
-    prepare_vm(vm);
-    let emu = AzureEmulator::builder()
-        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", vm))
-        .start();
-    let config = repo.dir.join("agent.toml");
-    std::fs::write(&config, FAST_AGENT_CONFIG).unwrap();
-    let out = cryptoctl(&emu)
-        .args(ssh_args(&lab))
-        .args([
-            "deploy",
-            "-g",
-            "BOTS-RG",
-            "-n",
-            "Bot01",
-            "--gate-timeout",
-            "30s",
-        ])
-        .arg("--repo-url")
-        .arg(repo.url())
-        .arg("--agent-binary")
-        .arg(dist_agent_bin())
-        .arg("--agent-config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let f = DeployFleet::start(Lab::builder(), &["Bot01"], FAST_AGENT_CONFIG);
+    let (vm, repo) = (f.vm(1), &f.repo);
+    let out = f.deploy(true, &["-n", "Bot01", "--gate-timeout", "30s"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     let health = |ssh: bool, updates: bool| -> Value {
-        let mut c = cryptoctl(&emu);
-        if ssh {
-            c.args(ssh_args(&lab));
-        }
-        c.args(["health", "-g", "BOTS-RG", "-o", "json"]);
+        let mut c = f.cryptoctl(ssh);
+        c.args(["health", "-g", GROUP, "-o", "json"]);
         if updates {
             c.arg("--check-updates");
         }

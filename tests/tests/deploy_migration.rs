@@ -8,10 +8,10 @@
 
 use cryptobot_tests::{
     Lab, Vm,
-    azure_emulator::{AzureEmulator, EmulatedVm},
     bot::{BotRepo, FAST_AGENT_CONFIG, deployed_commit, prepare_vm},
-    ctl::{cryptoctl, show, ssh_args},
-    dist_agent_bin, dist_dir,
+    ctl::show,
+    deploy::DeployFleet,
+    dist_dir,
     http_server::HttpServer,
 };
 use serde_json::Value;
@@ -98,46 +98,29 @@ fn enabled(vm: &Vm, unit: &str) -> String {
 
 #[test]
 fn deploy_migrates_old_installs_over_both_transports_and_restores_them_on_a_failed_gate() {
-    let repo = BotRepo::create();
-    let lab = Lab::builder()
-        .vms(3)
-        .ssh(true)
-        .worker(false)
-        .bind(&repo.dir)
-        .start();
-    let (by_ssh, by_run_command, broken) = (lab.vm(1), lab.vm(2), lab.vm(3));
-    old_install(by_ssh, &repo, OLD_BACKOFF);
-    old_install(by_run_command, &repo, "{\"restart_count\": \"many\"");
-    old_install(broken, &repo, OLD_BACKOFF);
+    let f = DeployFleet::start(
+        Lab::builder(),
+        &["Bot01", "Bot02", "Bot03"],
+        FAST_AGENT_CONFIG,
+    );
+    let (by_ssh, by_run_command, broken) = (f.vm(1), f.vm(2), f.vm(3));
+    let repo = &f.repo;
+    old_install(by_ssh, repo, OLD_BACKOFF);
+    old_install(by_run_command, repo, "{\"restart_count\": \"many\"");
+    old_install(broken, repo, OLD_BACKOFF);
     // Links that point out of the checkout: never followed by the ownership fix or the import.
     by_ssh.sh(&format!("ln -s /etc/hostname {APP}/hostlink"));
     broken.sh(&format!(
         "mv {APP}/logs /var/log/oldbot && ln -s /var/log/oldbot {APP}/logs"
     ));
-    let emu = AzureEmulator::builder()
-        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", by_ssh))
-        .vm(EmulatedVm::lab("Bot02", "BOTS-RG", by_run_command))
-        .vm(EmulatedVm::lab("Bot03", "BOTS-RG", broken))
-        .start();
-    let config = repo.dir.join("agent.toml");
-    std::fs::write(&config, FAST_AGENT_CONFIG).unwrap();
     let (_server, url) = HttpServer::start(&by_ssh.switch_netns, &dist_dir());
     let deploy = |vm: &str, ssh: bool, extra: &[&str]| {
-        let mut c = cryptoctl(&emu);
-        if ssh {
-            c.args(ssh_args(&lab));
-        }
-        c.args(["deploy", "-g", "BOTS-RG", "-n", vm, "--gate-timeout", "30s"]);
+        let mut args = vec!["-n", vm, "--gate-timeout", "30s"];
         if !ssh {
-            c.args(["--agent-url", &url]);
+            args.extend(["--agent-url", url.as_str()]);
         }
-        c.arg("--agent-binary")
-            .arg(dist_agent_bin())
-            .arg("--agent-config")
-            .arg(&config)
-            .args(extra)
-            .output()
-            .expect("cryptoctl deploy")
+        args.extend_from_slice(extra);
+        f.deploy(ssh, &args)
     };
     let env_before = sha(by_ssh, &format!("{APP}/.env"));
 

@@ -17,21 +17,7 @@ const MAX_EXPOSURE: f64 = 1.5;
 const CONFIG: &str = "[daemon]\ninterval = \"2s\"\n[restart]\ninitial_delay = \"1s\"\n";
 
 fn busctl_as_agent(vm: &cryptobot_tests::Vm, method: &str, unit: &str) -> std::process::Output {
-    vm.run(&[
-        "runuser",
-        "-u",
-        "cryptobot-agent",
-        "--",
-        "busctl",
-        "call",
-        "org.freedesktop.systemd1",
-        "/org/freedesktop/systemd1",
-        "org.freedesktop.systemd1.Manager",
-        method,
-        "ss",
-        unit,
-        "replace",
-    ])
+    cryptobot_tests::agent::manager_call_as_agent(vm, method, unit)
 }
 
 #[test]

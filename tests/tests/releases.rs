@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use cryptobot_tests::{
     Lab, Release, Vm,
-    azure_emulator::{AzureEmulator, EmulatedVm},
-    bot::{BotRepo, FOOTPRINT, crash_after_one_second, deployed_commit, log_error, prepare_vm},
-    ctl::{cryptoctl, show, ssh_args},
-    dist_agent_bin, dist_dir,
+    agent::as_agent,
+    bot::{FOOTPRINT, crash_after_one_second, deployed_commit, log_error},
+    ctl::show,
+    deploy::{DeployFleet, GROUP},
+    dist_dir,
     http_server::HttpServer,
     wait_until,
 };
@@ -56,17 +57,8 @@ fn debian_13_trixie() {
 /// that reports that version and passes everything else to the real one.
 #[test]
 fn vms_that_cannot_be_supported_are_refused_before_any_change() {
-    let repo = BotRepo::create();
-    let lab = Lab::builder()
-        .vms(3)
-        .ssh(true)
-        .worker(false)
-        .bind(&repo.dir)
-        .start();
-    let (no_venv, old_systemd, good) = (lab.vm(1), lab.vm(2), lab.vm(3));
-    for vm in lab.vms() {
-        prepare_vm(vm);
-    }
+    let f = DeployFleet::start(Lab::builder(), &["Bot01", "Bot02", "Bot03"], CONFIG);
+    let (no_venv, old_systemd, good) = (f.vm(1), f.vm(2), f.vm(3));
     no_venv.sh("rm -rf /usr/lib/python3*/ensurepip");
     old_systemd.write_file(
         "/usr/local/bin/systemctl",
@@ -74,35 +66,8 @@ fn vms_that_cannot_be_supported_are_refused_before_any_change() {
          exec /usr/bin/systemctl \"$@\"\n",
     );
     old_systemd.sh("chmod 755 /usr/local/bin/systemctl");
-    let emu = AzureEmulator::builder()
-        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", no_venv))
-        .vm(EmulatedVm::lab("Bot02", "BOTS-RG", old_systemd))
-        .vm(EmulatedVm::lab("Bot03", "BOTS-RG", good))
-        .start();
     let before = [no_venv.sh(FOOTPRINT), old_systemd.sh(FOOTPRINT)];
-    let config = repo.dir.join("agent.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let out = cryptoctl(&emu)
-        .args(ssh_args(&lab))
-        .args([
-            "deploy",
-            "-g",
-            "BOTS-RG",
-            "--max-parallel",
-            "3",
-            "--agent-config",
-        ])
-        .arg(&config)
-        .args([
-            "--gate-timeout",
-            "60s",
-            "--repo-url",
-            &repo.url(),
-            "--agent-binary",
-        ])
-        .arg(dist_agent_bin())
-        .output()
-        .expect("cryptoctl deploy");
+    let out = f.deploy(true, &["--max-parallel", "3", "--gate-timeout", "60s"]);
     let said = show(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     for line in [
@@ -117,52 +82,25 @@ fn vms_that_cannot_be_supported_are_refused_before_any_change() {
         before,
         "a refused VM was changed"
     );
-    assert_eq!(deployed_commit(good), repo.good);
+    assert_eq!(deployed_commit(good), f.repo.good);
 }
 
 fn on_release(release: Release) {
-    let repo = BotRepo::create();
-    let lab = Lab::builder()
-        .release(release)
-        .ssh(true)
-        .worker(false)
-        .bind(&repo.dir)
-        .start();
-    let vm = lab.vm(1);
-    prepare_vm(vm);
-    let emu = AzureEmulator::builder()
-        .vm(EmulatedVm::lab("Bot01", "BOTS-RG", vm))
-        .start();
-    let config = repo.dir.join("agent.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-
-    let deploy = |agent: &std::path::Path| {
-        cryptoctl(&emu)
-            .args(ssh_args(&lab))
-            .args(["--host", &vm.ip])
-            .args([
-                "deploy",
-                "-g",
-                "BOTS-RG",
-                "-n",
-                "Bot01",
-                "--gate-timeout",
-                "90s",
-            ])
-            .arg("--repo-url")
-            .arg(repo.url())
-            .arg("--agent-binary")
-            .arg(agent)
-            .arg("--agent-config")
-            .arg(&config)
-            .output()
-            .expect("cryptoctl deploy")
-    };
+    let f = DeployFleet::start(Lab::builder().release(release), &["Bot01"], CONFIG);
+    let vm = f.vm(1);
+    let over_ssh = [
+        "--host",
+        vm.ip.as_str(),
+        "-n",
+        "Bot01",
+        "--gate-timeout",
+        "90s",
+    ];
 
     if release == Release::Bullseye {
         // The build machine's own agent needs a newer glibc than Debian 11's 2.31: refused before
         // anything on the VM changes, naming both versions.
-        let out = deploy(&cryptobot_tests::agent_bin());
+        let out = f.deploy_with(true, &cryptobot_tests::agent_bin(), &over_ssh);
         let said = show(&out);
         assert_ne!(out.status.code(), Some(0), "{said}");
         assert!(
@@ -181,7 +119,7 @@ fn on_release(release: Release) {
         );
     }
 
-    let out = deploy(&dist_agent_bin());
+    let out = f.deploy(true, &over_ssh);
     assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
 
     units_verify(vm, release);
@@ -193,55 +131,34 @@ fn on_release(release: Release) {
 
     // Over run-command too (the VM fetches the agent by URL): deploy v2, then roll back over ssh.
     let (_server, url) = HttpServer::start(&vm.switch_netns, &dist_dir());
-    let out = cryptoctl(&emu)
-        .args([
-            "deploy",
-            "-g",
-            "BOTS-RG",
-            "-n",
-            "Bot01",
-            "--gate-timeout",
-            "90s",
-        ])
-        .args(["--ref", "v2", "--agent-url", &url, "--agent-binary"])
-        .arg(dist_agent_bin())
-        .arg("--agent-config")
-        .arg(&config)
-        .output()
-        .expect("cryptoctl deploy");
+    let by_run_command = ["-n", "Bot01", "--gate-timeout", "90s", "--ref", "v2"];
+    let out = f.deploy(
+        false,
+        &[&by_run_command[..], &["--agent-url", &url]].concat(),
+    );
     assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
-    assert_eq!(deployed_commit(vm), repo.v2);
-    let out = cryptoctl(&emu)
-        .args(ssh_args(&lab))
-        .args([
-            "rollback",
-            "-g",
-            "BOTS-RG",
-            "-n",
-            "Bot01",
-            "--gate-timeout",
-            "90s",
-        ])
-        .output()
-        .expect("cryptoctl rollback");
+    assert_eq!(deployed_commit(vm), f.repo.v2);
+    let rollback = [
+        "rollback",
+        "-g",
+        GROUP,
+        "-n",
+        "Bot01",
+        "--gate-timeout",
+        "90s",
+    ];
+    let out = f.cryptoctl(true).args(rollback).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
-    assert_eq!(deployed_commit(vm), repo.good);
+    assert_eq!(deployed_commit(vm), f.repo.good);
     // and a rollback over run-command, to an explicit commit
-    let out = cryptoctl(&emu)
-        .args([
-            "rollback",
-            "-g",
-            "BOTS-RG",
-            "-n",
-            "Bot01",
-            "--gate-timeout",
-            "90s",
-        ])
-        .args(["--commit", &repo.v2])
+    let out = f
+        .cryptoctl(false)
+        .args(rollback)
+        .args(["--commit", &f.repo.v2])
         .output()
-        .expect("cryptoctl rollback");
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{release:?}: {}", show(&out));
-    assert_eq!(deployed_commit(vm), repo.v2);
+    assert_eq!(deployed_commit(vm), f.repo.v2);
 }
 
 /// The one-shot check as the agent's user, `/health` over HTTP and the daemon's report over the
@@ -326,27 +243,8 @@ fn runs_as_its_own_user(vm: &Vm) {
     );
 }
 
-fn as_agent(vm: &Vm, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["runuser", "-u", "cryptobot-agent", "--"];
-    all.extend_from_slice(args);
-    vm.run(&all)
-}
-
 fn manager_call(vm: &Vm, method: &str, unit: &str) -> std::process::Output {
-    as_agent(
-        vm,
-        &[
-            "busctl",
-            "call",
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
-            "org.freedesktop.systemd1.Manager",
-            method,
-            "ss",
-            unit,
-            "replace",
-        ],
-    )
+    cryptobot_tests::agent::manager_call_as_agent(vm, method, unit)
 }
 
 /// Where polkit reads the JavaScript rule, systemd grants the worker's restart over D-Bus; polkit
