@@ -1,7 +1,7 @@
 //! The health vocabulary every part of the agent speaks: a [`Status`], an [`Alert`] (a kind and the
 //! original text), and a [`CheckOutcome`] (one check's status, value, threshold and alert). It
 //! imports nothing of the agent, so checks, alerts and front ends can all use it without an import
-//! loop through the decision core ([`crate::evaluate`]).
+//! loop through the decision core (`evaluate`).
 
 use serde::Serialize;
 

@@ -1,7 +1,7 @@
 //! The health checks. Each check has its own file with two halves: a probe that reads the world
 //! (D-Bus, statvfs, `/proc`, files, the journal) under a deadline, and a pure `assess` that turns the
 //! reading into a [`CheckOutcome`]. [`collect`] runs every probe concurrently; the registry of checks
-//! and their order (which is the order of the alerts) is [`crate::evaluate::evaluate`].
+//! and their order (which is the order of the alerts) is `evaluate::evaluate`.
 
 pub mod disk;
 pub mod heartbeat;
