@@ -17,6 +17,7 @@
 
 mod api_versions;
 pub mod identity;
+mod operations;
 mod routes;
 mod run;
 pub mod tls;
