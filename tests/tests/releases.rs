@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cryptobot_tests::{
     Lab, Release, Vm,
-    agent::as_agent,
+    agent::{as_agent, manager_call_as_agent},
     bot::{FOOTPRINT, crash_after_one_second, deployed_commit, log_error},
     ctl::show,
     deploy::{DeployFleet, GROUP},
@@ -243,24 +243,24 @@ fn runs_as_its_own_user(vm: &Vm) {
     );
 }
 
-fn manager_call(vm: &Vm, method: &str, unit: &str) -> std::process::Output {
-    cryptobot_tests::agent::manager_call_as_agent(vm, method, unit)
-}
-
 /// Where polkit reads the JavaScript rule, systemd grants the worker's restart over D-Bus; polkit
 /// 0.105 does not, and the helper is the way. Either way nothing else: no stop, no other unit, and
 /// the helper does only its one thing whatever the agent's user writes in the request file (it
 /// never reads it).
 fn may_restart_only_the_worker(vm: &Vm, release: Release) {
-    let granted = manager_call(vm, "RestartUnit", WORKER);
+    let granted = manager_call_as_agent(vm, "RestartUnit", WORKER);
     assert_eq!(
         granted.status.success(),
         release.polkit_reads_js_rules(),
         "{release:?}: {granted:?}"
     );
-    assert!(!manager_call(vm, "StopUnit", WORKER).status.success());
     assert!(
-        !manager_call(vm, "RestartUnit", "systemd-journald.service")
+        !manager_call_as_agent(vm, "StopUnit", WORKER)
+            .status
+            .success()
+    );
+    assert!(
+        !manager_call_as_agent(vm, "RestartUnit", "systemd-journald.service")
             .status
             .success()
     );
