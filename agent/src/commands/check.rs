@@ -3,11 +3,18 @@
 use std::process::ExitCode;
 
 use crate::{
-    checks::{self, HostPaths},
+    checks::{self, HostPaths, heartbeat::Heartbeat},
     cli::CheckArgs,
     config::Config,
     evaluate::evaluate,
     report::{AgentInfo, Report},
+    restart::{
+        control::{self, Situation},
+        helper,
+        maintenance::Pause,
+        policy::Decision,
+        state::BackoffState,
+    },
     state::JournalState,
     systemd,
 };
@@ -30,14 +37,13 @@ pub(super) async fn run(config: &Config, args: &CheckArgs) -> anyhow::Result<Exi
 
 /// `check --restart`: the daemon's restart policy, applied once, with the same persisted backoff.
 async fn restart_if_needed(config: &Config, report: &Report) {
-    use crate::restart::{maintenance::Pause, policy, state::BackoffState};
     let now = chrono::Utc::now();
     let Some(facts) = &report.unit else {
         eprintln!("restart: skipped, the worker's state is unknown");
         return;
     };
-    let written = match &report.heartbeat {
-        Some(crate::checks::heartbeat::Heartbeat::Found { written_at, .. }) => Some(*written_at),
+    let heartbeat_written_at = match &report.heartbeat {
+        Some(Heartbeat::Found { written_at, .. }) => Some(*written_at),
         _ => None,
     };
     let (mut state, err) = BackoffState::load(&config.state_dir, &config.restart);
@@ -47,21 +53,28 @@ async fn restart_if_needed(config: &Config, report: &Report) {
     let paused = Pause::load(&config.state_dir)
         .0
         .is_some_and(|p| p.active_at(now));
-    let need = policy::need(facts, written, now, &config.restart);
-    match &need {
-        policy::Need::Restart { .. } if state.down_since.is_none() => state.down_since = Some(now),
-        policy::Need::Nothing(_) => state.down_since = None,
-        _ => {}
+    let situation = Situation {
+        facts,
+        heartbeat_written_at,
+        paused,
+        in_flight: false,
+        connected: true,
+    };
+    let step = control::automatic(&situation, &mut state, &config.restart, now);
+    if step.backoff_reset {
+        eprintln!("restart: worker stable, restart backoff reset");
     }
-    let down_since = state.down_since.unwrap_or(now);
-    match policy::decide(&need, down_since, &state, !paused, now) {
-        policy::Decision::Nothing if paused => eprintln!("restart: skipped, restarts are paused"),
-        policy::Decision::Nothing => {}
-        policy::Decision::Wait { until } => {
+    match step.decision {
+        Decision::Nothing if paused => eprintln!("restart: skipped, restarts are paused"),
+        Decision::Nothing if !config.restart.enabled => {
+            eprintln!("restart: skipped, restarts are disabled ([restart] enabled = false)");
+        }
+        Decision::Nothing => {}
+        Decision::Wait { until } => {
             eprintln!("restart: not before {} (backoff)", until.to_rfc3339());
         }
-        policy::Decision::RestartNow {
-            reason,
+        Decision::RestartNow {
+            cause,
             reset_failed,
             ..
         } => {
@@ -69,7 +82,7 @@ async fn restart_if_needed(config: &Config, report: &Report) {
             let outcome = async {
                 let conn = systemd::connect().await.map_err(|e| e.to_string())?;
                 let asked = chrono::Utc::now();
-                let via = crate::restart::helper::restart_worker(
+                let via = helper::restart_worker(
                     &conn,
                     &config.unit,
                     reset_failed,
@@ -79,14 +92,14 @@ async fn restart_if_needed(config: &Config, report: &Report) {
                 .await?;
                 systemd::wait_active(&conn, &config.unit, asked, config.restart.verify_timeout)
                     .await
-                    .map_err(|e| format!("{e}{}", crate::restart::helper::hint(via)))
+                    .map_err(|e| format!("{e}{}", helper::hint(via)))
             };
             match outcome.await {
                 Ok(f) => eprintln!(
-                    "restart: {reason}: restarted, {} is active (pid {})",
+                    "restart: {cause}: restarted, {} is active (pid {})",
                     config.unit, f.main_pid
                 ),
-                Err(e) => eprintln!("restart: {reason}: restart failed: {e}"),
+                Err(e) => eprintln!("restart: {cause}: restart failed: {e}"),
             }
         }
     }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use zbus::Connection;
 
 use super::{
-    AgentHandle, BackoffView, Control, ControlReply, ControlRequest, DaemonState, Event, EventKind,
+    AgentHandle, BackoffView, ControlReply, ControlRequest, DaemonState, Event, EventKind,
     PauseView, Sample, Snapshot,
     watcher::{self, BusEvent},
 };
@@ -23,9 +23,10 @@ use crate::{
     health::{Alert, CheckOutcome, Status},
     report::{AgentInfo, Report},
     restart::{
+        control::{self, Action, Situation},
         helper,
         maintenance::Pause,
-        policy::{self, Decision, Need},
+        policy::Decision,
         state::BackoffState,
     },
     sdnotify,
@@ -326,43 +327,37 @@ impl Supervisor {
             self.next_restart_at = None;
             return;
         };
-        let cfg = self.config.restart.clone();
-        let cfg = &cfg;
-        let need = policy::need(facts, self.heartbeat_written_at(), now, cfg);
-        let hung =
-            matches!(&need, Need::Restart { reason, .. } if reason.starts_with("worker hung"));
-        if self.backoff.restart_count > 0 && policy::stable(facts, hung, now, cfg) {
-            self.backoff.reset(cfg);
-            *dirty = true;
+        let situation = Situation {
+            facts,
+            heartbeat_written_at: self.heartbeat_written_at(),
+            paused: self.pause.as_ref().is_some_and(|p| p.active_at(now)),
+            in_flight: self.in_flight.is_some(),
+            connected: self.bus.is_some(),
+        };
+        let step = control::automatic(&situation, &mut self.backoff, &self.config.restart, now);
+        *dirty |= step.changed;
+        if step.backoff_reset {
             self.push_event(
                 EventKind::BackoffReset,
                 "worker stable: restart backoff reset".into(),
             );
         }
-        match &need {
-            Need::Restart { .. } if self.backoff.down_since.is_none() => {
-                self.backoff.down_since = Some(now);
-                *dirty = true;
-            }
-            Need::Nothing(_) if self.backoff.down_since.is_some() && self.in_flight.is_none() => {
-                self.backoff.down_since = None;
-                *dirty = true;
-            }
-            _ => {}
-        }
-        let paused = self.pause.as_ref().is_some_and(|p| p.active_at(now));
-        let allowed = cfg.enabled && !paused && self.in_flight.is_none() && self.bus.is_some();
-        let down_since = self.backoff.down_since.unwrap_or(now);
-        match policy::decide(&need, down_since, &self.backoff, allowed, now) {
+        match step.decision {
             Decision::Nothing => self.next_restart_at = None,
             Decision::Wait { until } => self.next_restart_at = Some(until),
             Decision::RestartNow {
-                reason,
+                cause,
                 reset_failed,
                 delay_seconds,
             } => {
                 self.next_restart_at = None;
-                self.begin_restart(now, reason, reset_failed, Some(delay_seconds), None);
+                self.begin_restart(
+                    now,
+                    cause.to_string(),
+                    reset_failed,
+                    Some(delay_seconds),
+                    None,
+                );
                 *dirty = true;
             }
         }
@@ -487,74 +482,54 @@ impl Supervisor {
     async fn on_control(&mut self, req: ControlRequest) {
         let now = Utc::now();
         let ControlRequest { control, reply } = req;
-        let answer = match control {
-            Control::Restart { force } => {
-                let paused = self.pause.as_ref().is_some_and(|p| p.active_at(now));
-                if self.in_flight.is_some() {
-                    Some(ControlReply::Refused {
-                        reason: "a restart is already in progress".into(),
-                    })
-                } else if paused && !force {
-                    Some(ControlReply::Refused {
-                        reason: "restarts are paused (maintenance); use --force".into(),
-                    })
-                } else {
-                    let due = self
-                        .backoff
-                        .last_restart_time
-                        .map(|_| self.backoff.due_at(now));
-                    match due {
-                        Some(until) if !force && until > now => {
-                            Some(ControlReply::Deferred { until })
-                        }
-                        _ => {
-                            let why = if force {
-                                "restart requested (forced)"
-                            } else {
-                                "restart requested"
-                            };
-                            self.begin_restart(now, why.into(), true, None, Some(reply));
-                            return;
-                        }
-                    }
-                }
+        let answer = match control::answer(
+            &control,
+            &self.backoff,
+            self.pause.as_ref(),
+            self.in_flight.is_some(),
+            now,
+        ) {
+            Action::Refuse(reason) => ControlReply::Refused {
+                reason: reason.into(),
+            },
+            Action::Defer { until } => ControlReply::Deferred { until },
+            Action::Restart { reason } => {
+                self.begin_restart(now, reason.into(), true, None, Some(reply));
+                return;
             }
-            Control::Pause { duration } => {
-                let until = duration
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| now + d);
-                self.pause = Some(Pause { since: now, until });
+            Action::Pause(pause) => {
+                let until = pause.until;
+                self.pause = Some(pause);
                 self.store_pause();
                 let text = match until {
                     Some(u) => format!("maintenance pause until {}", u.to_rfc3339()),
                     None => "maintenance pause until resumed".into(),
                 };
                 self.push_event(EventKind::Paused, text);
-                Some(ControlReply::Paused { until })
+                ControlReply::Paused { until }
             }
-            Control::Resume => {
-                if self.pause.take().is_some() {
+            Action::Resume { was_paused } => {
+                if was_paused {
+                    self.pause = None;
                     self.store_pause();
                     self.push_event(
                         EventKind::Resumed,
                         "maintenance pause ended by request".into(),
                     );
                 }
-                Some(ControlReply::Resumed)
+                ControlReply::Resumed
             }
-            Control::ResetBackoff => {
+            Action::ResetBackoff => {
                 self.backoff.reset(&self.config.restart);
                 self.save_backoff();
                 self.push_event(
                     EventKind::BackoffReset,
                     "restart backoff reset by request".into(),
                 );
-                Some(ControlReply::BackoffReset)
+                ControlReply::BackoffReset
             }
         };
-        if let Some(a) = answer {
-            let _ = reply.send(a);
-        }
+        let _ = reply.send(answer);
     }
 
     fn save_backoff(&mut self) {

@@ -18,11 +18,58 @@ pub enum Need {
     Nothing(&'static str),
     /// The worker needs a restart.
     Restart {
-        /// For people and the event history.
-        reason: String,
+        /// Why.
+        cause: Cause,
         /// The unit failed (maybe over its start limit): reset-failed before starting.
         reset_failed: bool,
     },
+}
+
+/// Why the worker needs a restart; its `Display` is the text people and the event history see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The unit is `failed`, with systemd's result.
+    Failed {
+        /// `Result=` (`exit-code`, `signal`, `start-limit-hit`…).
+        result: String,
+    },
+    /// The unit is `inactive` after a run that did not end in `success`.
+    CrashedInactive {
+        /// `Result=`.
+        result: String,
+    },
+    /// The unit runs but its heartbeat is older than `hung_after`.
+    Hung {
+        /// Age of the heartbeat in seconds.
+        heartbeat_age_seconds: i64,
+    },
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Failed { result } => write!(f, "worker failed (result: {result})"),
+            Cause::CrashedInactive { result } => {
+                write!(f, "worker inactive after a crash (result: {result})")
+            }
+            Cause::Hung {
+                heartbeat_age_seconds,
+            } => write!(f, "worker hung (heartbeat {heartbeat_age_seconds}s old)"),
+        }
+    }
+}
+
+impl Need {
+    /// The worker runs but is hung.
+    pub fn is_hang(&self) -> bool {
+        matches!(
+            self,
+            Need::Restart {
+                cause: Cause::Hung { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// Does the worker need a restart by the agent?
@@ -40,11 +87,15 @@ pub fn need(
         // keeps the result of the last run when the limit stops an automatic restart), so its
         // failed state and start counter are always reset first: the agent's backoff takes over.
         "failed" => Need::Restart {
-            reason: format!("worker failed (result: {})", facts.result),
+            cause: Cause::Failed {
+                result: facts.result.clone(),
+            },
             reset_failed: true,
         },
         "inactive" if facts.result != "success" && !facts.result.is_empty() => Need::Restart {
-            reason: format!("worker inactive after a crash (result: {})", facts.result),
+            cause: Cause::CrashedInactive {
+                result: facts.result.clone(),
+            },
             reset_failed: false,
         },
         "inactive" => Need::Nothing("stopped on purpose"),
@@ -61,10 +112,9 @@ pub fn need(
                 let since_start = facts.active_enter_timestamp.map(|s| now - s);
                 if now - written > hung && since_start.is_none_or(|d| d > hung) {
                     Need::Restart {
-                        reason: format!(
-                            "worker hung (heartbeat {}s old)",
-                            (now - written).num_seconds()
-                        ),
+                        cause: Cause::Hung {
+                            heartbeat_age_seconds: (now - written).num_seconds(),
+                        },
                         reset_failed: false,
                     }
                 } else {
@@ -90,7 +140,7 @@ pub enum Decision {
     /// Restart now.
     RestartNow {
         /// Why.
-        reason: String,
+        cause: Cause,
         /// Reset the failed state first.
         reset_failed: bool,
         /// The backoff delay waited.
@@ -108,7 +158,7 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     let Need::Restart {
-        reason,
+        cause,
         reset_failed,
     } = need
     else {
@@ -122,7 +172,7 @@ pub fn decide(
         Decision::Wait { until: due }
     } else {
         Decision::RestartNow {
-            reason: reason.clone(),
+            cause: cause.clone(),
             reset_failed: *reset_failed,
             delay_seconds: state.backoff_seconds,
         }
@@ -242,7 +292,9 @@ mod tests {
         assert_eq!(
             n,
             Need::Restart {
-                reason: "worker hung (heartbeat 601s old)".into(),
+                cause: Cause::Hung {
+                    heartbeat_age_seconds: 601
+                },
                 reset_failed: false
             }
         );
