@@ -229,6 +229,7 @@ impl AgentHandle {
 
 /// Test support: a handle over a fixed snapshot, plus the sender to publish new ones and the
 /// receiver of control requests.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn test_handle(
     snapshot: Snapshot,
 ) -> (

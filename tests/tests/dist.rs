@@ -1,6 +1,6 @@
 //! The agent users' VMs get, `target/dist/cryptobot-agent` from `cargo xtask dist` (run before
 //! the tests, see tests/run-all.sh): it runs on glibc 2.28 or newer, whatever glibc built it, and
-//! its `.sha256` is the binary's checksum in `sha256sum` format.
+//! its `.sha256` is the binary's checksum in `sha256sum` format, and it carries no test hooks.
 
 use std::{
     path::{Path, PathBuf},
@@ -65,5 +65,20 @@ fn the_dist_agent_runs_here() {
     assert_eq!(
         version.trim(),
         format!("cryptobot-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn the_dist_agent_has_no_test_hooks() {
+    let contains = |path: &Path, needle: &[u8]| {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    };
+    let hook = b"CRYPTOBOT_AGENT_TEST_HOOKS";
+    // The debug agent the lab tests use is built with the hooks: the search finds them there.
+    assert!(contains(&cryptobot_tests::agent_bin(), hook));
+    assert!(
+        !contains(&dist_dir().join("cryptobot-agent"), hook),
+        "the shipped agent contains the test hooks (built with the test-hooks feature?)"
     );
 }

@@ -6,6 +6,7 @@
 //! snapshot and send [`Control`] requests; they never run probes.
 
 pub mod supervisor;
+#[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 pub mod watcher;
 

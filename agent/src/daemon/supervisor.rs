@@ -563,9 +563,16 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The test hook that wedges the main loop (so tests can see systemd's watchdog fire): only with
-/// `CRYPTOBOT_AGENT_TEST_HOOKS=1`, when the file `<state_dir>/wedge-main-loop` exists.
+/// The test hook that wedges the main loop (so tests can see systemd's watchdog fire): only in a
+/// build with the `test-hooks` feature, run with `CRYPTOBOT_AGENT_TEST_HOOKS=1`, when the file
+/// `<state_dir>/wedge-main-loop` exists. The shipped binary has no such hook.
+#[cfg(feature = "test-hooks")]
 fn test_hook_wedge_file(config: &Config) -> Option<std::path::PathBuf> {
     (std::env::var("CRYPTOBOT_AGENT_TEST_HOOKS").as_deref() == Ok("1"))
         .then(|| config.state_dir.join("wedge-main-loop"))
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn test_hook_wedge_file(_: &Config) -> Option<std::path::PathBuf> {
+    None
 }
