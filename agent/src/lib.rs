@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod evaluate;
+pub mod forecast;
 pub mod grpc;
 pub mod handle;
 pub mod health;
