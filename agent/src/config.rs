@@ -15,7 +15,7 @@ mod sinks;
 mod validate;
 
 pub use raw::*;
-pub use validate::validate_unit_name;
+pub use validate::{Invalid, validate_unit_name};
 
 use connection_string::ConnectionString;
 use secret::Secret;

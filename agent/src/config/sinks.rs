@@ -21,9 +21,9 @@ pub(super) fn alerts_from_raw(
     raw: RawAlerts,
     env: &dyn Fn(&str) -> Option<String>,
     interval: Duration,
-) -> Result<AlertsConfig, (String, String)> {
+) -> Result<AlertsConfig, Invalid> {
     let d = AlertsConfig::default();
-    let invalid = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+    let invalid = |key: &str, message: &str| Err(Invalid::new(key, message));
     let policy = PolicyConfig {
         repeat_interval: positive(
             "alerts.repeat_interval",
@@ -64,15 +64,15 @@ pub(super) fn alerts_from_raw(
                 let key = |k: &str| format!("alerts.webhook[{i}].{k}");
                 let kind_text = w.kind.unwrap_or_else(|| "generic".into());
                 let Some(kind) = WebhookKind::parse(&kind_text) else {
-                    return Err((
+                    return Err(Invalid::new(
                         key("kind"),
                         format!("{kind_text:?} is not slack, discord, teams or generic"),
                     ));
                 };
                 let Some(url) = w.url.filter(|u| !u.trim().is_empty()) else {
-                    return Err((key("url"), "is required".into()));
+                    return Err(Invalid::new(key("url"), "is required"));
                 };
-                let host = webhook_host(&url).map_err(|m| (key("url"), m))?;
+                let host = webhook_host(&url).map_err(|m| Invalid::new(key("url"), m))?;
                 let timeout = positive(&key("timeout"), w.timeout, WEBHOOK_TIMEOUT)?;
                 let name = w.name.unwrap_or_else(|| kind.as_str().to_owned());
                 if name.is_empty()
@@ -80,7 +80,7 @@ pub(super) fn alerts_from_raw(
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 {
-                    return Err((key("name"), "must be letters, digits, - _ .".into()));
+                    return Err(Invalid::new(key("name"), "must be letters, digits, - _ ."));
                 }
                 webhooks.push(WebhookConfig {
                     name,
@@ -95,7 +95,7 @@ pub(super) fn alerts_from_raw(
             let url = env(env::WEBHOOK_OLD).or_else(|| env(env::WEBHOOK));
             if let Some(url) = url {
                 let host = webhook_host(&url).map_err(|m| {
-                    (
+                    Invalid::new(
                         format!("{} (environment)", env::WEBHOOK),
                         format!(
                             "{m} (the original variable names: {} or {})",
@@ -135,12 +135,8 @@ pub(super) fn alerts_from_raw(
     let appinsights = match conn_text {
         None => None,
         Some(text) => {
-            let connection = ConnectionString::parse(&text).map_err(|e| {
-                (
-                    "alerts.appinsights.connection_string".to_owned(),
-                    e.to_string(),
-                )
-            })?;
+            let connection = ConnectionString::parse(&text)
+                .map_err(|e| Invalid::new("alerts.appinsights.connection_string", e.to_string()))?;
             let cfg = AppInsightsConfig {
                 connection,
                 interval: positive("alerts.appinsights.interval", ai.interval, interval)?,
@@ -192,7 +188,7 @@ pub(super) fn alerts_from_raw(
 pub(super) fn email_from_raw(
     raw: Option<RawEmail>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<EmailConfig>, (String, String)> {
+) -> Result<Option<EmailConfig>, Invalid> {
     let from_file = raw.is_some();
     let raw = raw.unwrap_or_default();
     let to: Vec<String> = match raw.to {
@@ -208,29 +204,32 @@ pub(super) fn email_from_raw(
     };
     if to.is_empty() {
         if from_file {
-            return Err((
-                "alerts.email.to".into(),
-                "needs at least one address".into(),
+            return Err(Invalid::new(
+                "alerts.email.to",
+                "needs at least one address",
             ));
         }
         return Ok(None);
     }
     for a in &to {
         if !plausible_address(a) {
-            return Err(("alerts.email.to".into(), format!("{a:?} is not an address")));
+            return Err(Invalid::new(
+                "alerts.email.to",
+                format!("{a:?} is not an address"),
+            ));
         }
     }
     let host = match raw.host.or_else(|| env(env::SMTP_HOST)) {
         Some(h) => h,
         // The original's default, kept for configurations made of environment variables only.
         None if !from_file => "smtp.gmail.com".to_owned(),
-        None => return Err(("alerts.email.host".into(), "is required".into())),
+        None => return Err(Invalid::new("alerts.email.host", "is required")),
     };
     let port = match raw.port {
         Some(p) => p,
         None => match env(env::SMTP_PORT) {
             Some(p) => p.trim().parse().map_err(|_| {
-                (
+                Invalid::new(
                     env::SMTP_PORT.to_owned(),
                     format!("{p:?} is not a port number"),
                 )
@@ -244,8 +243,8 @@ pub(super) fn email_from_raw(
         Some("implicit") => SmtpTls::Implicit,
         Some("none") => SmtpTls::None,
         Some(other) => {
-            return Err((
-                "alerts.email.tls".into(),
+            return Err(Invalid::new(
+                "alerts.email.tls",
                 format!("{other:?} is not starttls, implicit or none"),
             ));
         }
@@ -260,9 +259,9 @@ pub(super) fn email_from_raw(
         .filter(|p| !p.is_empty())
         .map(Secret::new);
     if user.is_some() != password.is_some() {
-        return Err((
-            "alerts.email.user".into(),
-            "user and password go together".into(),
+        return Err(Invalid::new(
+            "alerts.email.user",
+            "user and password go together",
         ));
     }
     let from = match raw.from {
@@ -276,8 +275,8 @@ pub(super) fn email_from_raw(
         },
     };
     if !plausible_address(&from) {
-        return Err((
-            "alerts.email.from".into(),
+        return Err(Invalid::new(
+            "alerts.email.from",
             format!("{from:?} is not an address"),
         ));
     }

@@ -5,6 +5,26 @@ use std::{path::Path, time::Duration};
 
 use super::{sinks::alerts_from_raw, *};
 
+/// A value of the right type that is not acceptable: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct Invalid {
+    /// The dotted name of the key (or the environment variable it came from).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Invalid {
+    /// The error for `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl Config {
     /// Loads `path`. When `explicit` is false and the file does not exist, the defaults are used.
     /// The original's environment variables fill in alert settings the file leaves unset.
@@ -13,7 +33,7 @@ impl Config {
             Ok(text) => Config::parse_with_env(&text, path, &process_env),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 Config::from_raw_with_env(RawConfig::default(), &process_env).map_err(
-                    |(key, message)| ConfigError::Invalid {
+                    |Invalid { key, message }| ConfigError::Invalid {
                         path: path.to_owned(),
                         key,
                         message,
@@ -42,15 +62,17 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Config::from_raw_with_env(raw, env).map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
+        Config::from_raw_with_env(raw, env).map_err(|Invalid { key, message }| {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            }
         })
     }
 
     /// Fills defaults in and validates; an error names the key and says what is wrong.
-    pub fn from_raw(raw: RawConfig) -> Result<Config, (String, String)> {
+    pub fn from_raw(raw: RawConfig) -> Result<Config, Invalid> {
         Config::from_raw_with_env(raw, &|_| None)
     }
 
@@ -58,9 +80,9 @@ impl Config {
     pub fn from_raw_with_env(
         raw: RawConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, (String, String)> {
+    ) -> Result<Config, Invalid> {
         let d = Config::default();
-        let invalid = |key: &str, message: String| Err((key.to_owned(), message));
+        let invalid = |key: &str, message: String| Err(Invalid::new(key, message));
 
         let worker = raw.worker.unwrap_or_default();
         let unit = worker.unit.unwrap_or(d.unit);
@@ -254,11 +276,11 @@ impl Config {
     }
 }
 
-pub(super) fn absolute(key: &str, path: &Path) -> Result<(), (String, String)> {
+pub(super) fn absolute(key: &str, path: &Path) -> Result<(), Invalid> {
     if path.is_absolute() {
         Ok(())
     } else {
-        Err((
+        Err(Invalid::new(
             key.to_owned(),
             format!("{} is not an absolute path", path.display()),
         ))
@@ -269,12 +291,12 @@ pub(super) fn absolute(key: &str, path: &Path) -> Result<(), (String, String)> {
 pub(super) fn listen_address(
     key: &str,
     text: &str,
-) -> Result<Option<std::net::SocketAddr>, (String, String)> {
+) -> Result<Option<std::net::SocketAddr>, Invalid> {
     if text == "off" {
         return Ok(None);
     }
     text.parse().map(Some).map_err(|_| {
-        (
+        Invalid::new(
             key.to_owned(),
             format!("{text:?} is not ADDRESS:PORT or \"off\""),
         )
@@ -282,23 +304,23 @@ pub(super) fn listen_address(
 }
 
 /// A bearer token: at least 16 characters of visible ASCII (never echoed in messages).
-pub(super) fn token(key: &str, value: Option<String>) -> Result<Option<String>, (String, String)> {
+pub(super) fn token(key: &str, value: Option<String>) -> Result<Option<String>, Invalid> {
     match value {
         None => Ok(None),
         Some(t) if t.is_empty() => Ok(None),
         Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(t)),
-        Some(_) => Err((
+        Some(_) => Err(Invalid::new(
             key.to_owned(),
-            "must be at least 16 visible ASCII characters".into(),
+            "must be at least 16 visible ASCII characters",
         )),
     }
 }
 
-pub(super) fn percent(key: &str, value: u8) -> Result<(), (String, String)> {
+pub(super) fn percent(key: &str, value: u8) -> Result<(), Invalid> {
     if value <= 100 {
         Ok(())
     } else {
-        Err((
+        Err(Invalid::new(
             key.to_owned(),
             format!("{value} is not a percentage (0-100)"),
         ))
@@ -309,15 +331,15 @@ pub(super) fn positive(
     key: &str,
     value: Option<HumanDuration>,
     default: Duration,
-) -> Result<Duration, (String, String)> {
+) -> Result<Duration, Invalid> {
     match value {
         None => Ok(default),
         Some(HumanDuration(d)) if d.is_zero() => {
-            Err((key.to_owned(), "must be longer than zero".into()))
+            Err(Invalid::new(key.to_owned(), "must be longer than zero"))
         }
         // Far beyond any sensible setting, and keeps time arithmetic away from overflow.
         Some(HumanDuration(d)) if d > MAX_DURATION => {
-            Err((key.to_owned(), "must be at most 10 years".into()))
+            Err(Invalid::new(key.to_owned(), "must be at most 10 years"))
         }
         Some(HumanDuration(d)) => Ok(d),
     }
