@@ -446,10 +446,10 @@ async fn one_critical_per_sink_no_early_reminder_one_resolved() {
     let alerter = Alerter::start(&config, state.path(), "vm1");
 
     let start = t0();
-    alerter.observe_report(&report(Status::Healthy), false, start);
+    alerter.observe(&report(Status::Healthy), false, start);
     // the worker stops
     let began = Instant::now();
-    alerter.observe_report(&report(Status::Critical), false, at(start, 60));
+    alerter.observe(&report(Status::Critical), false, at(start, 60));
     assert!(
         began.elapsed() < Duration::from_millis(100),
         "observe waited"
@@ -477,12 +477,12 @@ async fn one_critical_per_sink_no_early_reminder_one_resolved() {
 
     // still down: no reminder before repeat_interval (4 h), one at 4 h
     for secs in [120, 3600, 4 * 3600 + 59] {
-        alerter.observe_report(&report(Status::Critical), false, at(start, secs));
+        alerter.observe(&report(Status::Critical), false, at(start, secs));
     }
-    alerter.observe_report(&report(Status::Critical), false, at(start, 4 * 3600 + 60));
+    alerter.observe(&report(Status::Critical), false, at(start, 4 * 3600 + 60));
     // recovery
-    alerter.observe_report(&report(Status::Healthy), false, at(start, 4 * 3600 + 120));
-    alerter.observe_report(&report(Status::Healthy), false, at(start, 4 * 3600 + 180));
+    alerter.observe(&report(Status::Healthy), false, at(start, 4 * 3600 + 120));
+    alerter.observe(&report(Status::Healthy), false, at(start, 4 * 3600 + 180));
     for (k, r) in &mut hooks {
         // each sink delivers in order: the next ones are the reminder, then RESOLVED
         let reminder = recv(&mut r.rx, k.as_str()).await;
@@ -529,7 +529,7 @@ async fn slack_payload_uses_slack_bold() {
         Duration::from_secs(5),
     ));
     let alerter = Alerter::start(&config, state.path(), "vm1");
-    alerter.observe_report(&report(Status::Warning), false, t0());
+    alerter.observe(&report(Status::Warning), false, t0());
     let v = recv(&mut r.rx, "slack").await;
     let a = &v["attachments"][0];
     assert_eq!(a["color"], "#FFA500");
@@ -560,17 +560,17 @@ async fn flapping_sends_one_flapping_notice() {
     ));
     let alerter = Alerter::start(&config, state.path(), "vm1");
     let start = t0();
-    alerter.observe_report(&report(Status::Healthy), false, start);
+    alerter.observe(&report(Status::Healthy), false, start);
     for i in 1..=9 {
         let s = if i % 2 == 1 {
             Status::Critical
         } else {
             Status::Healthy
         };
-        alerter.observe_report(&report(s), false, at(start, i * 10));
+        alerter.observe(&report(s), false, at(start, i * 10));
     }
     // stable (CRITICAL since the 9th change) for flapping_stable_after: one notice where it settled
-    alerter.observe_report(&report(Status::Critical), false, at(start, 90 + 300));
+    alerter.observe(&report(Status::Critical), false, at(start, 90 + 300));
     let mut labels = Vec::new();
     for _ in 0..5 {
         labels.push(label(
@@ -611,7 +611,7 @@ async fn a_hanging_webhook_delays_only_itself() {
     config.email = Some(email_config(smtp.port));
     let alerter = Alerter::start(&config, state.path(), "vm1");
     let began = Instant::now();
-    alerter.observe_report(&report(Status::Critical), false, t0());
+    alerter.observe(&report(Status::Critical), false, t0());
     assert!(
         began.elapsed() < Duration::from_millis(100),
         "observe waited"
@@ -660,7 +660,7 @@ async fn undelivered_notifications_survive_an_alerter_restart() {
     ));
     let alerter = Alerter::start(&config, state.path(), "vm1");
     let start = t0();
-    alerter.observe_report(&report(Status::Critical), false, start);
+    alerter.observe(&report(Status::Critical), false, start);
     wait_status(&alerter, "ops", "a failed attempt", |s| {
         s.last_error.is_some()
     })
@@ -682,10 +682,10 @@ async fn undelivered_notifications_survive_an_alerter_restart() {
     let alerter = Alerter::start(&config, state.path(), "vm1");
     assert_eq!(alerter.sinks()[0].pending, 1);
     // the persisted policy state knows CRITICAL was told: observing it again adds nothing
-    alerter.observe_report(&report(Status::Critical), false, at(start, 60));
+    alerter.observe(&report(Status::Critical), false, at(start, 60));
     let v = recv(&mut r.rx, "ops").await;
     assert_eq!(v["notification"]["label"], "CRITICAL");
-    alerter.observe_report(&report(Status::Healthy), false, at(start, 120));
+    alerter.observe(&report(Status::Healthy), false, at(start, 120));
     let v = recv(&mut r.rx, "ops").await;
     assert_eq!(v["notification"]["label"], "RESOLVED");
     assert!(alerter.flush(SOON).await);
@@ -705,7 +705,7 @@ async fn expired_notifications_are_not_sent_after_a_restart() {
         Duration::from_secs(2),
     ));
     let alerter = Alerter::start(&config, state.path(), "vm1");
-    alerter.observe_report(&report(Status::Critical), false, t0());
+    alerter.observe(&report(Status::Critical), false, t0());
     wait_status(&alerter, "ops", "expired", |s| {
         s.dropped == 1 && s.pending == 0
     })
@@ -721,7 +721,7 @@ async fn metric_envelopes_carry_the_five_names_with_their_values() {
     config.appinsights = Some(ing.config("00000000-0000-0000-0000-000000000001"));
     let alerter = Alerter::start(&config, state.path(), "vm1");
     let start = t0();
-    alerter.observe_report(&report(Status::Critical), false, start);
+    alerter.observe(&report(Status::Critical), false, start);
     let batch = ing.batch().await;
     ing.assert_valid();
     let metrics: Vec<(String, f64)> = batch
@@ -762,7 +762,7 @@ async fn metric_envelopes_carry_the_five_names_with_their_values() {
         assert_eq!(e["iKey"], "00000000-0000-0000-0000-000000000001");
     }
     // a transition is an event; metrics are not sent again before the interval
-    alerter.observe_report(&report(Status::Healthy), false, at(start, 5));
+    alerter.observe(&report(Status::Healthy), false, at(start, 5));
     let batch = ing.batch().await;
     assert_eq!(batch.len(), 1, "{batch:?}");
     assert_eq!(
@@ -771,7 +771,7 @@ async fn metric_envelopes_carry_the_five_names_with_their_values() {
     );
     assert_eq!(batch[0]["data"]["baseData"]["properties"]["to"], "HEALTHY");
     // metrics are sent while paused (notifications are not)
-    alerter.observe_report(&report(Status::Healthy), true, at(start, 65));
+    alerter.observe(&report(Status::Healthy), true, at(start, 65));
     let batch = ing.batch().await;
     assert!(batch.iter().any(|e| e["data"]["baseType"] == "MetricData"));
     ing.assert_valid();
@@ -798,7 +798,7 @@ async fn partial_success_resends_only_the_failed_items_and_throttling_retries() 
     let mut config = base_config();
     config.appinsights = Some(ing.config("00000000-0000-0000-0000-000000000001"));
     let alerter = Alerter::start(&config, state.path(), "vm1");
-    alerter.observe_report(&report(Status::Critical), false, t0());
+    alerter.observe(&report(Status::Critical), false, t0());
     let first = ing.batch().await;
     assert!(first.len() >= 7, "{}", first.len());
     // only item 1 (429) comes again: first refused with 429 as a whole, then accepted
@@ -827,7 +827,7 @@ async fn an_invalid_key_shows_in_the_sink_status() {
     let mut config = base_config();
     config.appinsights = Some(ing.config("00000000-0000-0000-0000-00000000dead"));
     let alerter = Alerter::start(&config, state.path(), "vm1");
-    alerter.observe_report(&report(Status::Healthy), false, t0());
+    alerter.observe(&report(Status::Healthy), false, t0());
     let batch = ing.batch().await;
     wait_status(&alerter, "appinsights", "the rejection", |s| {
         s.last_error.is_some()
@@ -858,8 +858,8 @@ async fn nothing_older_than_48_hours_is_sent() {
     config.appinsights = Some(ing.config("00000000-0000-0000-0000-000000000001"));
     let alerter = Alerter::start(&config, state.path(), "vm1");
     let now = t0();
-    alerter.observe_report(&report(Status::Healthy), false, at(now, -49 * 3600));
-    alerter.observe_report(&report(Status::Healthy), false, now);
+    alerter.observe(&report(Status::Healthy), false, at(now, -49 * 3600));
+    alerter.observe(&report(Status::Healthy), false, now);
     let batch = ing.batch().await;
     for e in &batch {
         let t = DateTime::parse_from_rfc3339(e["time"].as_str().unwrap()).unwrap();
@@ -930,7 +930,7 @@ async fn no_secret_appears_in_logs_status_or_errors() {
     config.email = Some(email);
     config.appinsights = Some(ing.config(IKEY));
     let alerter = Alerter::start(&config, state.path(), "vm1");
-    alerter.observe_report(&report(Status::Critical), false, t0());
+    alerter.observe(&report(Status::Critical), false, t0());
     for name in ["dead", "refusing", "email", "appinsights"] {
         wait_status(&alerter, name, "an error", |s| s.last_error.is_some()).await;
     }

@@ -45,7 +45,6 @@ use self::{
 };
 use crate::{
     config::AlertsConfig,
-    handle::Snapshot,
     report::Report,
     state::{load_json, save_json},
 };
@@ -264,17 +263,8 @@ impl Alerter {
         !self.inner.sinks.is_empty() || self.inner.telemetry.is_some()
     }
 
-    /// Feeds a published snapshot (never waits).
-    pub fn observe(&self, snapshot: &Snapshot) {
-        self.observe_report(
-            &snapshot.report,
-            snapshot.daemon.pause.is_some(),
-            Utc::now(),
-        );
-    }
-
-    /// Feeds a report as of `now`; `paused` silences notifications (not telemetry).
-    pub fn observe_report(&self, report: &Report, paused: bool, now: DateTime<Utc>) {
+    /// Feeds a report as of `now` (never waits); `paused` silences notifications (not telemetry).
+    pub fn observe(&self, report: &Report, paused: bool, now: DateTime<Utc>) {
         let inner = &self.inner;
         if !inner.enabled {
             return;

@@ -27,7 +27,7 @@ pub(super) async fn send_once(config: &Config, report: &Report) {
     let paused = Pause::load(&config.state_dir)
         .0
         .is_some_and(|p| p.active_at(now));
-    alerter.observe_report(report, paused, now);
+    alerter.observe(report, paused, now);
     if !alerter.flush(config.alerts.check_wait).await {
         for s in alerter.sinks().iter().filter(|s| s.pending > 0) {
             eprintln!(

@@ -67,7 +67,11 @@ impl Supervisor {
             daemon: self.daemon_state(),
             history: self.history_arc.clone(),
         };
-        self.alerter.observe(&snapshot);
+        self.alerter.observe(
+            &snapshot.report,
+            snapshot.daemon.pause.is_some(),
+            Utc::now(),
+        );
         self.snapshots.send_replace(Arc::new(snapshot));
     }
 
