@@ -1,7 +1,8 @@
 //! Running the remote script on a VM over either transport, one round trip per action:
 //! run-command (the script as its lines, the arguments as parameters) or the system `ssh` client
 //! (the script on stdin of `sh -s`, the arguments shell-quoted). Both give back the script's
-//! stdout, parsed by [`frame`] into the result fields.
+//! stdout, parsed by [`frame`] into the result fields. [`Remote::run_script`] is the one way to do
+//! that for any framed script; [`Remote::run`] runs the action script through it.
 
 pub mod deploy;
 pub mod frame;
@@ -87,61 +88,17 @@ impl RemoteError {
 }
 
 impl Remote {
-    /// Runs `action` on `vm` until `deadline`.
+    /// Runs `action` on `vm` until `deadline`: the action script through [`Remote::run_script`],
+    /// its output limited to [`script::RUN_COMMAND_BUDGET`] over run-command and unlimited over ssh.
     pub async fn run(
         &self,
         vm: &VirtualMachine,
         action: &Action,
         deadline: Instant,
     ) -> Result<Frame, RemoteError> {
-        match self.transport {
-            TransportKind::RunCommand => {
-                let inv = Invocation::new(action, &self.agent, script::RUN_COMMAND_BUDGET);
-                let input = RunCommandInput {
-                    command_id: "RunShellScript".into(),
-                    script: Invocation::script_lines(),
-                    parameters: inv
-                        .args
-                        .iter()
-                        .map(|(n, v)| RunCommandParameter {
-                            name: (*n).to_owned(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                };
-                let out = self.arm.run_shell_script(&vm.id, &input, deadline).await?;
-                Ok(
-                    frame::parse(&out.stdout).map_err(|e| match (&e, &out.extension_message) {
-                        (FrameError::NoExit(_) | FrameError::NoResult(_), Some(m)) => {
-                            FrameError::NoExit(format!("{m}\n{}", out.stderr))
-                        }
-                        _ => e,
-                    })?,
-                )
-            }
-            TransportKind::Ssh => {
-                let host = match &self.ssh.host {
-                    Some(h) => h.as_str().to_owned(),
-                    None => self.arm.ssh_address(vm, deadline).await?,
-                };
-                // An address from Azure is still checked before it reaches the ssh command line.
-                let host: Host = host.parse().map_err(|e| RemoteError::Ssh {
-                    host: host.clone(),
-                    message: format!("{e}"),
-                })?;
-                self.ssh(&host, action, deadline).await
-            }
-        }
-    }
-
-    async fn ssh(
-        &self,
-        host: &Host,
-        action: &Action,
-        deadline: Instant,
-    ) -> Result<Frame, RemoteError> {
-        let inv = Invocation::new(action, &self.agent, 0);
-        self.ssh_script(host, &inv.ssh_remote_command(), script::SCRIPT, deadline)
+        let args = Invocation::new(action, &self.agent, script::RUN_COMMAND_BUDGET).args;
+        let ssh_command = Invocation::new(action, &self.agent, 0).ssh_remote_command();
+        self.run_script(vm, script::SCRIPT, &args, &ssh_command, deadline)
             .await
     }
 
@@ -155,14 +112,16 @@ impl Remote {
             Some(h) => h.as_str().to_owned(),
             None => self.arm.ssh_address(vm, deadline).await?,
         };
+        // An address from Azure is still checked before it reaches the ssh command line.
         host.parse().map_err(|e| RemoteError::Ssh {
             host: host.clone(),
             message: format!("{e}"),
         })
     }
 
-    /// Runs `script` (any framed script) on `vm`: over run-command with `args` as parameters, or
-    /// over ssh with `ssh_command` as the remote command and the script on its stdin.
+    /// Runs `script` (any framed script) on `vm` until `deadline` and parses its framed stdout: over
+    /// run-command with `args` as its parameters, or over ssh to [`Remote::ssh_host`] with
+    /// `ssh_command` as the remote command and the script on its stdin (`args` unused).
     pub async fn run_script(
         &self,
         vm: &VirtualMachine,

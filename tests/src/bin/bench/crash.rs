@@ -233,6 +233,3 @@ pub(super) fn bench_crash(o: &Opts, md: &mut String) -> Result<()> {
     drop(lab);
     Ok(())
 }
-
-// ---------------------------------------------------------------------------------------------
-// 2. /health throughput with wrk

@@ -140,6 +140,3 @@ pub(super) fn bench_http(o: &Opts, md: &mut String) -> Result<()> {
     );
     Ok(())
 }
-
-// ---------------------------------------------------------------------------------------------
-// 4. start-up, 3. footprint and 6a. cost growth, in one VM

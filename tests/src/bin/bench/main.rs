@@ -31,12 +31,18 @@ use cryptobot_tests::{
 mod agent_vm;
 mod crash;
 mod fleet;
+mod footprint;
+mod growth;
 mod http;
+mod startup;
 
-use agent_vm::bench_startup_footprint_growth;
+use agent_vm::bench_agent_vm;
 use crash::bench_crash;
 use fleet::bench_fleet;
+use footprint::bench_footprint;
+use growth::bench_growth;
 use http::bench_http;
+use startup::bench_startup;
 
 const WORKER: &str = "faucet_worker.service";
 
@@ -97,7 +103,7 @@ fn main() -> Result<()> {
     let benches: [(&str, Bench); 4] = [
         ("crash", bench_crash),
         ("http", bench_http),
-        ("startup", bench_startup_footprint_growth),
+        ("startup", bench_agent_vm),
         ("fleet", bench_fleet),
     ];
     let mut failed = Vec::new();
@@ -349,6 +355,3 @@ fn probe_http(addr: &str, max: Duration) -> Result<()> {
     }
     Ok(())
 }
-
-// ---------------------------------------------------------------------------------------------
-// 1. crash detection latency
