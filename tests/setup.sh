@@ -51,6 +51,23 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
 
+# The Grafana dashboard tests (tests/tests/grafana_dashboards.rs): Grafana's published schema library
+# @grafana/schema (the dashboard, panel options and Azure Monitor query types, generated from its CUE
+# kinds), turned into JSON Schema by ts-json-schema-generator (2.4.0 still runs on Node.js 18/20) and
+# checked with Python's jsonschema. Installed once, outside the checkout, in the lab's cache.
+grafana_schema_dir=/var/cache/cryptobot-lab/grafana-schema
+grafana_schema_pkgs=(@grafana/schema@13.2.3 ts-json-schema-generator@2.4.0 typescript@5.9.3)
+command -v npm >/dev/null || { apt-get update -qq \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
+if [ "$(cat "$grafana_schema_dir/.installed" 2>/dev/null)" != "${grafana_schema_pkgs[*]}" ]; then
+  mkdir -p "$grafana_schema_dir"
+  [ -f "$grafana_schema_dir/package.json" ] || echo '{"private": true}' > "$grafana_schema_dir/package.json"
+  npm install --prefix "$grafana_schema_dir" --no-audit --no-fund --save-exact "${grafana_schema_pkgs[@]}" >/dev/null
+  echo "${grafana_schema_pkgs[*]}" > "$grafana_schema_dir/.installed"
+fi
+python3 -c 'import jsonschema' 2>/dev/null \
+  || python3 -m pip install --quiet jsonschema || python3 -m pip install --quiet --break-system-packages jsonschema
+
 # Root file systems of the lab's other Debian releases (tests/lab/rootfs.sh), built once and cached
 # so that the tests, which run in parallel, find them ready. Both build at once: about 100 s together
 # on 2 cores (each alone takes 70 to 110 s, mostly downloading); instant once cached.

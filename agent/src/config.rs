@@ -20,6 +20,8 @@ pub use validate::{Invalid, validate_unit_name};
 use connection_string::ConnectionString;
 use secret::Secret;
 
+pub use crate::forecast::ForecastSettings;
+
 /// Policy settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyConfig {
@@ -343,6 +345,8 @@ pub struct DiskConfig {
     pub warning_percent: u8,
     /// Usage strictly above this is critical.
     pub critical_percent: u8,
+    /// The disk-full forecast (the daemon's; a one-shot check has no history).
+    pub forecast: ForecastSettings,
 }
 
 /// Heartbeat check settings.
@@ -395,6 +399,7 @@ impl Default for Config {
                 mounts: vec![PathBuf::from("/")],
                 warning_percent: 80,
                 critical_percent: 90,
+                forecast: ForecastSettings::default(),
             },
             memory_warning_percent: 90,
             journal_max_lookback: Duration::from_secs(15 * 60),

@@ -101,6 +101,7 @@ mod tests {
                     percent: 41,
                     used_bytes: 1,
                     total_bytes: 2,
+                    ..DiskUsage::default()
                 }),
             )],
             memory: Ok(MemoryUsage {
@@ -141,6 +142,7 @@ mod tests {
             percent: 93,
             used_bytes: 1,
             total_bytes: 1,
+            ..DiskUsage::default()
         });
         let e = evaluate(&r, &cfg, Some(0));
         assert_eq!(e.status, Status::Critical);
@@ -166,6 +168,7 @@ mod tests {
             percent: 85,
             used_bytes: 1,
             total_bytes: 1,
+            ..DiskUsage::default()
         });
         r.memory = Ok(MemoryUsage {
             percent: 95,

@@ -77,6 +77,9 @@ pub struct DiskEntry {
     pub usage: Option<DiskUsage>,
     /// Why not, otherwise.
     pub error: Option<String>,
+    /// Seconds until the mount is full at its recent fill rate; null without a forecast (too
+    /// little history, below the floor, not filling, or a one-shot check).
+    pub forecast: Option<u64>,
 }
 
 /// The agent that made a report.
@@ -152,6 +155,11 @@ impl Report {
                     mount: m.display().to_string(),
                     usage: r.as_ref().ok().copied(),
                     error: r.as_ref().err().map(|e| e.message.clone()),
+                    forecast: r
+                        .as_ref()
+                        .ok()
+                        .and_then(|u| u.forecast?.full_in)
+                        .map(|d| d.as_secs()),
                 })
                 .collect(),
             memory,
@@ -264,6 +272,7 @@ mod tests {
                     percent: 16,
                     used_bytes: 16,
                     total_bytes: 100,
+                    ..DiskUsage::default()
                 }),
             )],
             memory: Ok(MemoryUsage {

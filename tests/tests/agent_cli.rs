@@ -14,6 +14,14 @@ fn bad_config_is_a_clear_error_outside_the_status_codes() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[disk]\nwarning_percent = 101\n", "disk.warning_percent"),
+        (
+            "[disk]\nforecast_floor_percent = 90\n",
+            "disk.forecast_floor_percent",
+        ),
+        (
+            "[disk]\nforecast_window = \"10s\"\n",
+            "disk.forecast_window",
+        ),
         ("[disk]\nwarn = 1\n", "warn"),
         ("[heartbeat]\nstale_after = \"soon\"\n", "stale_after"),
         ("this is not toml", "agent.toml"),

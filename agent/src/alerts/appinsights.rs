@@ -130,26 +130,39 @@ pub fn format_duration(d: Duration) -> String {
     )
 }
 
-/// The metrics of one report (a value that could not be read is not sent).
+/// Every custom metric the agent sends, as it names them: what alert rules and dashboards may
+/// query (a test checks both against this list).
+pub const METRIC_NAMES: [&str; 6] = [
+    "health.disk_usage",
+    "health.memory_usage",
+    "health.heartbeat_age",
+    "health.crash_count",
+    "health.service_active",
+    "health.disk_full_in_hours",
+];
+
+/// The metrics of one report (a value that could not be read is not sent; the disk forecast only
+/// when a watched mount has one, the soonest).
 pub fn metrics(report: &Report, time: DateTime<Utc>) -> Vec<TelemetryItem> {
     let host = &report.agent.hostname;
+    let [disk, memory, heartbeat, crashes, active, full_in] = METRIC_NAMES;
     let values = [
+        (disk, report.disk_usage_percent.map(f64::from)),
+        (memory, report.memory_usage_percent.map(f64::from)),
+        (heartbeat, report.heartbeat_age_seconds.map(|v| v as f64)),
+        (crashes, report.crash_count.map(f64::from)),
         (
-            "health.disk_usage",
-            report.disk_usage_percent.map(f64::from),
-        ),
-        (
-            "health.memory_usage",
-            report.memory_usage_percent.map(f64::from),
-        ),
-        (
-            "health.heartbeat_age",
-            report.heartbeat_age_seconds.map(|v| v as f64),
-        ),
-        ("health.crash_count", report.crash_count.map(f64::from)),
-        (
-            "health.service_active",
+            active,
             report.service_active.map(|a| if a { 1.0 } else { 0.0 }),
+        ),
+        (
+            full_in,
+            report
+                .disks
+                .iter()
+                .filter_map(|d| d.forecast)
+                .min()
+                .map(|s| s as f64 / 3600.0),
         ),
     ];
     values
@@ -496,6 +509,20 @@ mod tests {
         assert_eq!(e["tags"]["ai.cloud.role"], "cryptobot-agent");
         assert_eq!(e["tags"]["ai.cloud.roleInstance"], "vm1");
         assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn the_soonest_disk_forecast_is_sent_in_hours() {
+        let mut r = sample_snapshot(Status::Healthy).report;
+        let mut other = r.disks[0].clone();
+        other.mount = "/data".into();
+        other.forecast = Some(5 * 3600);
+        r.disks[0].forecast = Some(30 * 3600);
+        r.disks.push(other);
+        let m = metrics(&r, Utc::now());
+        let data = m.last().unwrap().base_data.to_value();
+        assert_eq!(data["metrics"][0]["name"], "health.disk_full_in_hours");
+        assert_eq!(data["metrics"][0]["value"], 5.0);
     }
 
     #[test]

@@ -23,10 +23,15 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "[disk]\nmounts = {}\nwarning_percent = {}\ncritical_percent = {}\n",
+            "[disk]\nmounts = {}\nwarning_percent = {}\ncritical_percent = {}\nforecast_window = {:?}\nforecast_min_history = {:?}\nforecast_floor_percent = {}\nfull_within_warning = {:?}\nfull_within_critical = {:?}\n",
             paths(&self.disk.mounts),
             self.disk.warning_percent,
-            self.disk.critical_percent
+            self.disk.critical_percent,
+            dur(self.disk.forecast.window),
+            dur(self.disk.forecast.min_history),
+            self.disk.forecast.floor_percent,
+            dur(self.disk.forecast.warning_within),
+            dur(self.disk.forecast.critical_within),
         )?;
         writeln!(
             f,

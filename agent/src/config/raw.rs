@@ -154,6 +154,11 @@ pub struct RawDisk {
     pub mounts: Option<Vec<PathBuf>>,
     pub warning_percent: Option<u8>,
     pub critical_percent: Option<u8>,
+    pub forecast_window: Option<HumanDuration>,
+    pub forecast_min_history: Option<HumanDuration>,
+    pub forecast_floor_percent: Option<u8>,
+    pub full_within_warning: Option<HumanDuration>,
+    pub full_within_critical: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -66,6 +66,30 @@ fn bad_values_are_named() {
         ("[grpc]\ntoken = \"has a space in it ok\"\n", "grpc.token"),
         ("[restart]\nfactor = 0\n", "restart.factor"),
         ("[restart]\nmax_delay = \"1s\"\n", "restart.max_delay"),
+        (
+            "[disk]\nforecast_window = \"20s\"\n",
+            "disk.forecast_window",
+        ),
+        (
+            "[disk]\nforecast_window = \"5m\"\n[daemon]\ninterval = \"5m\"\n",
+            "disk.forecast_window",
+        ),
+        (
+            "[disk]\nforecast_min_history = \"2h\"\n",
+            "disk.forecast_min_history",
+        ),
+        (
+            "[disk]\nforecast_floor_percent = 85\n",
+            "disk.forecast_floor_percent",
+        ),
+        (
+            "[disk]\nfull_within_critical = \"1d\"\n",
+            "disk.full_within_critical",
+        ),
+        (
+            "[disk]\nfull_within_warning = \"0s\"\n",
+            "disk.full_within_warning",
+        ),
     ];
     for (text, key) in cases {
         let e = parse(text).unwrap_err();
@@ -74,6 +98,13 @@ fn bad_values_are_named() {
             "{text}: {e}"
         );
     }
+}
+
+#[test]
+fn the_forecast_floor_follows_a_lower_warning_threshold() {
+    let c = parse("[disk]\nwarning_percent = 40\ncritical_percent = 60\n").unwrap();
+    assert_eq!(c.disk.forecast.floor_percent, 40);
+    assert_eq!(Config::default().disk.forecast.floor_percent, 50);
 }
 
 #[test]

@@ -97,6 +97,35 @@ impl Config {
             mounts: disk.mounts.unwrap_or(d.disk.mounts),
             warning_percent: disk.warning_percent.unwrap_or(d.disk.warning_percent),
             critical_percent: disk.critical_percent.unwrap_or(d.disk.critical_percent),
+            forecast: ForecastSettings {
+                window: positive(
+                    "disk.forecast_window",
+                    disk.forecast_window,
+                    d.disk.forecast.window,
+                )?,
+                min_history: positive(
+                    "disk.forecast_min_history",
+                    disk.forecast_min_history,
+                    d.disk.forecast.min_history,
+                )?,
+                // Left unset, the floor never rises above the warning threshold.
+                floor_percent: disk.forecast_floor_percent.unwrap_or(
+                    d.disk
+                        .forecast
+                        .floor_percent
+                        .min(disk.warning_percent.unwrap_or(d.disk.warning_percent)),
+                ),
+                warning_within: positive(
+                    "disk.full_within_warning",
+                    disk.full_within_warning,
+                    d.disk.forecast.warning_within,
+                )?,
+                critical_within: positive(
+                    "disk.full_within_critical",
+                    disk.full_within_critical,
+                    d.disk.forecast.critical_within,
+                )?,
+            },
         };
         if disk.mounts.is_empty() {
             return invalid("disk.mounts", "needs at least one mount point".into());
@@ -166,6 +195,9 @@ impl Config {
             interval: positive("daemon.interval", dm.interval, d.daemon.interval)?,
             history: positive("daemon.history", dm.history, d.daemon.history)?,
         };
+        disk.forecast
+            .validate(daemon.interval, disk.warning_percent)
+            .map_err(|(key, message)| Invalid::new(key, message))?;
 
         let rs = raw.restart.unwrap_or_default();
         let restart = RestartConfig {

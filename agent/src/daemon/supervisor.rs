@@ -20,6 +20,7 @@ use crate::{
     checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
     config::Config,
     evaluate::evaluate,
+    forecast::DiskTrend,
     health::{Alert, CheckOutcome, Status},
     report::{AgentInfo, Report},
     restart::{
@@ -72,6 +73,8 @@ pub struct Supervisor {
     facts: Probe<UnitFacts>,
     resources: Option<Resources>,
     journal_since: Option<DateTime<Utc>>,
+    /// The disk-full forecast's samples, per mount.
+    trends: std::collections::HashMap<std::path::PathBuf, DiskTrend>,
     backoff: BackoffState,
     pause: Option<Pause>,
     in_flight: Option<InFlight>,
@@ -135,6 +138,7 @@ impl Supervisor {
             facts: Err(ProbeError::new("not checked yet")),
             resources: None,
             journal_since,
+            trends: Default::default(),
             backoff,
             pause,
             in_flight: None,
@@ -229,7 +233,15 @@ impl Supervisor {
         self.alerter.shutdown().await;
     }
 
-    fn absorb_readings(&mut self, r: Readings) {
+    fn absorb_readings(&mut self, mut r: Readings) {
+        let settings = self.config.disk.forecast;
+        let at = std::time::SystemTime::from(r.taken_at);
+        for (mount, reading) in &mut r.disks {
+            if let Ok(usage) = reading {
+                let trend = self.trends.entry(mount.clone()).or_default();
+                usage.forecast = Some(trend.observe(usage.sample(at), &settings));
+            }
+        }
         if let Ok(j) = &r.journal {
             self.journal_since = Some(j.until);
             let saved = JournalState::save(&self.config.state_dir, &self.config.unit, j.until);

@@ -61,6 +61,7 @@ pub fn sample_snapshot(status: Status) -> Snapshot {
                 percent: 41,
                 used_bytes: 41 << 30,
                 total_bytes: 100 << 30,
+                ..DiskUsage::default()
             }),
         )],
         memory: Ok(MemoryUsage {

@@ -119,6 +119,7 @@ fn disk(d: &DiskEntry) -> pb::Disk {
         used_bytes: d.usage.map(|u| u.used_bytes),
         total_bytes: d.usage.map(|u| u.total_bytes),
         error: d.error.clone(),
+        full_in_seconds: d.forecast,
     }
 }
 

@@ -4,14 +4,18 @@
 //! [`REFRESH_SECONDS`]; it has inline CSS and SVG only (no scripts, no external assets), and every
 //! piece of data in it is HTML-escaped.
 
-use std::{fmt::Write as _, net::SocketAddr};
+use std::{fmt::Write as _, net::SocketAddr, time::Duration};
 
 use axum::{extract::State, response::Html};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{AppState, chart::percent_chart};
+use super::{
+    AppState,
+    chart::{Projection, percent_chart},
+};
 use crate::{
     checks::heartbeat::Heartbeat,
+    forecast::describe,
     handle::{EventKind, Snapshot},
     health::Status,
     report::local,
@@ -178,6 +182,17 @@ pub(crate) fn render(snapshot: &Snapshot, local_addr: SocketAddr, token: bool) -
         .iter()
         .map(|s| (s.time, s.disk_percent))
         .collect();
+    // The soonest disk-full forecast, drawn on the disk chart.
+    let projection = report
+        .disks
+        .iter()
+        .filter_map(|d| d.forecast.map(|s| (s, &d.mount)))
+        .min()
+        .map(|(seconds, mount)| Projection {
+            full_at: report.timestamp.with_timezone(&chrono::Utc)
+                + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)),
+            label: format!("{mount} full in {}", describe(Duration::from_secs(seconds))),
+        });
     let memory: Vec<_> = snapshot
         .history
         .iter()
@@ -186,8 +201,8 @@ pub(crate) fn render(snapshot: &Snapshot, local_addr: SocketAddr, token: bool) -
     let _ = writeln!(
         h,
         r#"<div class="grid"><section><h2>Disk usage</h2>{}</section><section><h2>Memory usage</h2>{}</section></div>"#,
-        percent_chart("Disk usage, percent", "#0969da", &disk),
-        percent_chart("Memory usage, percent", "#8250df", &memory),
+        percent_chart("Disk usage, percent", "#0969da", &disk, projection.as_ref()),
+        percent_chart("Memory usage, percent", "#8250df", &memory, None),
     );
 
     // The unit and the agent's own state, side by side.
@@ -242,6 +257,13 @@ pub(crate) fn render(snapshot: &Snapshot, local_addr: SocketAddr, token: bool) -
             ),
             (None, Some(e)) => escape(e),
             (None, None) => "unknown".to_owned(),
+        };
+        let value = match d.forecast {
+            Some(s) => format!(
+                "{value}, full in {}",
+                escape(&describe(Duration::from_secs(s)))
+            ),
+            None => value,
         };
         let _ = write!(
             h,

@@ -140,8 +140,16 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     );
 
     let disks = Family::<MountLabels, Gauge>::default();
+    let full_in = Family::<MountLabels, Gauge>::default();
     let mut any_disk = false;
     for disk in &report.disks {
+        if let Some(seconds) = disk.forecast {
+            full_in
+                .get_or_create(&MountLabels {
+                    mount: disk.mount.clone(),
+                })
+                .set(i64::try_from(seconds).unwrap_or(i64::MAX));
+        }
         if let Some(usage) = disk.usage {
             any_disk = true;
             disks
@@ -157,6 +165,9 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
             "Used space of each watched file system, percent (df's Use%)",
             disks,
         );
+    }
+    if report.disks.iter().any(|d| d.forecast.is_some()) {
+        r.register(FULL_IN.0, FULL_IN.1, full_in);
     }
 
     gauge(
@@ -245,10 +256,26 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     r
 }
 
-/// The snapshot's metrics in `format`.
+/// The forecast's name (after the `cryptobot_` prefix) and help text.
+const FULL_IN: (&str, &str) = (
+    "disk_full_in_seconds",
+    "Seconds until the file system is full at its recent fill rate (no sample without a forecast)",
+);
+
+/// The snapshot's metrics in `format`. The forecast is described (`# HELP`, `# TYPE`) even when
+/// no mount has one, so rules and dashboards can check they name a real metric; it has no sample
+/// then, as a value that is not known is never reported.
 pub fn encode(snapshot: &Snapshot, format: TextFormat) -> String {
     let registry = registry(snapshot);
     let mut out = String::new();
+    let described = |out: &mut String| {
+        let (name, help) = FULL_IN;
+        if !out.contains(&format!("# TYPE cryptobot_{name} ")) {
+            out.push_str(&format!(
+                "# HELP cryptobot_{name} {help}.\n# TYPE cryptobot_{name} gauge\n"
+            ));
+        }
+    };
     let result = match format {
         TextFormat::Prometheus => prometheus_text::encode(&mut out, &registry),
         TextFormat::OpenMetrics => openmetrics_text::encode(&mut out, &registry),
@@ -257,8 +284,19 @@ pub fn encode(snapshot: &Snapshot, format: TextFormat) -> String {
         // Writing to a String only fails if a metric's own encoding does; say so in the output.
         tracing::error!(error = %e, "cannot encode metrics");
         out.push_str("# error: cannot encode metrics\n");
+        return out;
     }
-    out
+    match out.strip_suffix("# EOF\n").map(str::to_owned) {
+        Some(mut body) => {
+            described(&mut body);
+            body.push_str("# EOF\n");
+            body
+        }
+        None => {
+            described(&mut out);
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,5 +373,27 @@ mod tests {
         let text = encode(&sample_snapshot(Status::Healthy), TextFormat::OpenMetrics);
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("cryptobot_status{status=\"healthy\"} 1"));
+    }
+
+    #[test]
+    fn the_disk_forecast_is_a_sample_only_when_there_is_one() {
+        let mut snapshot = sample_snapshot(Status::Healthy);
+        let text = encode(&snapshot, TextFormat::Prometheus);
+        assert!(
+            text.contains("# TYPE cryptobot_disk_full_in_seconds gauge"),
+            "{text}"
+        );
+        assert!(
+            !sample_lines(&text)
+                .iter()
+                .any(|l| l.starts_with("cryptobot_disk_full_in_seconds")),
+            "{text}"
+        );
+        snapshot.report.disks[0].forecast = Some(18_000);
+        let text = encode(&snapshot, TextFormat::Prometheus);
+        assert!(
+            sample_lines(&text).contains(&"cryptobot_disk_full_in_seconds{mount=\"/\"} 18000"),
+            "{text}"
+        );
     }
 }

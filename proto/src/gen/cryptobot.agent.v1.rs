@@ -126,6 +126,9 @@ pub struct Disk {
     /// Why the usage could not be read.
     #[prost(string, optional, tag = "5")]
     pub error: ::core::option::Option<::prost::alloc::string::String>,
+    /// Seconds until the file system is full at its recent fill rate; unset without a forecast.
+    #[prost(uint64, optional, tag = "6")]
+    pub full_in_seconds: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AgentInfo {
