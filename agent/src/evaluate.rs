@@ -1,7 +1,8 @@
 //! The decision core: readings in, status and alerts out. Pure: no I/O, no clock.
 //!
 //! The checks run in the original monitor's order, which is the order of the alerts: service,
-//! crash loop, disk, memory, heartbeat, journal. The overall status is the worst of the checks with
+//! crash loop, disk, memory, heartbeat, journal; then the registered checks
+//! ([`crate::checks::CHECKS`]), already judged when they ran. The overall status is the worst of the checks with
 //! CRITICAL > WARNING > UNKNOWN > HEALTHY: a check that could not be made never hides a real problem
 //! found by another, and is never reported as a problem of its own kind.
 
@@ -56,6 +57,7 @@ pub fn evaluate(readings: &Readings, config: &Config, restarts: Option<u32>) -> 
         config.heartbeat.stale_after.as_secs(),
     ));
     checks.push(journal::assess(&readings.journal));
+    checks.extend(readings.more.iter().cloned());
     let status = checks
         .iter()
         .fold(Status::Healthy, |s, c| s.worst(c.status));
@@ -116,6 +118,7 @@ mod tests {
                 source: crate::checks::heartbeat::TimeSource::Content,
             }),
             journal: Ok(JournalErrors::new(t(900), t(1000), vec![])),
+            more: Vec::new(),
         }
     }
 

@@ -284,6 +284,7 @@ mod tests {
             journal: Err(ProbeError::new(
                 "cannot run journalctl: No such file or directory",
             )),
+            more: Vec::new(),
         }
     }
 

@@ -316,6 +316,47 @@ fn full_disk_is_critical() {
 }
 
 #[test]
+fn exhausted_inodes_are_critical_while_space_is_left() {
+    let lab = Lab::start(1);
+    let vm = ready(&lab);
+    // 64 inodes (the root directory takes one), 16 MiB of space: 62 empty files use 98 % of the
+    // inodes and no space.
+    vm.sh(
+        "mkdir -p /mnt/few && mount -t tmpfs -o size=16m,nr_inodes=64 tmpfs /mnt/few \
+         && for i in $(seq 1 62); do : > /mnt/few/f$i; done",
+    );
+    vm.write_file(
+        "/etc/cryptobot/agent.toml",
+        "[disk]\nmounts = [\"/mnt/few\"]\n",
+    );
+    let (code, v) = check_json(vm, &["--config", "/etc/cryptobot/agent.toml"]);
+    assert_eq!(code, 2, "{v}");
+    assert!(v["disk_usage_percent"].as_u64().unwrap() < 80, "{v}");
+    let inodes = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "inodes:/mnt/few")
+        .cloned()
+        .unwrap_or_else(|| panic!("no inode check in {v}"));
+    let pct: u64 = inodes["value"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(pct > 90, "{inodes}");
+    assert_eq!(
+        alerts(&v),
+        vec![format!("Inode usage critical: {pct}% on /mnt/few")]
+    );
+    // freed again: healthy
+    vm.sh("rm -f /mnt/few/f*");
+    let (code, v) = check_json(vm, &["--config", "/etc/cryptobot/agent.toml"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
 fn unreachable_dbus_is_unknown_not_critical() {
     let lab = Lab::start(1);
     let vm = ready(&lab);

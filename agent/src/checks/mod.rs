@@ -1,20 +1,61 @@
 //! The health checks. Each check has its own file with two halves: a probe that reads the world
 //! (D-Bus, statvfs, `/proc`, files, the journal) under a deadline, and a pure `assess` that turns the
-//! reading into a [`CheckOutcome`]. [`collect`] runs every probe concurrently; the registry of checks
-//! and their order (which is the order of the alerts) is `evaluate::evaluate`.
+//! reading into a [`CheckOutcome`]. [`collect`] runs every probe concurrently.
+//!
+//! The original monitor's checks (service, crash loop, disk, memory, heartbeat, journal) have typed
+//! readings, because the report's original keys (`disk_usage_percent`, `heartbeat_age_seconds`…)
+//! are made from them; `evaluate::evaluate` judges them in the original order. Every other check
+//! implements [`Check`] and is one line in [`CHECKS`]: adding a check is one new file plus that
+//! line, and its outcomes go wherever checks go (alerts, the JSON `checks` list, Prometheus, gRPC,
+//! the status page), after the original ones.
 
 pub mod disk;
 pub mod heartbeat;
+pub mod inodes;
 pub mod journal;
 pub mod memory;
 pub mod service;
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, pin::Pin, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::{config::Config, systemd::UnitFacts};
+use crate::{config::Config, health::CheckOutcome, systemd::UnitFacts};
+
+/// The checks beyond the original ones, in the order of their alerts: one line per check.
+pub const CHECKS: &[&dyn Check] = &[&inodes::Inodes];
+
+/// What a [`Check`]'s run returns.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Vec<CheckOutcome>> + Send + 'a>>;
+
+/// A check that reads and judges in one place (see the module doc).
+pub trait Check: Sync {
+    /// Its name in outputs; a run that times out is one UNKNOWN outcome of this name.
+    fn name(&self) -> &'static str;
+    /// How long a run may take.
+    fn deadline(&self, config: &Config) -> Duration;
+    /// Probes and judges: one outcome per thing checked (a probe that fails is UNKNOWN).
+    fn run<'a>(&'a self, config: &'a Config) -> CheckFuture<'a>;
+}
+
+/// Runs every registered [`Check`] concurrently, each under its deadline, in registry order.
+async fn run_checks(config: &Config) -> Vec<CheckOutcome> {
+    let runs = CHECKS.iter().map(|check| async move {
+        match tokio::time::timeout(check.deadline(config), check.run(config)).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => vec![CheckOutcome::new(check.name()).unknown(
+                &format!("{}_unknown", check.name()),
+                format!(
+                    "Check {} timed out after {}",
+                    check.name(),
+                    humantime::format_duration(check.deadline(config))
+                ),
+            )],
+        }
+    });
+    futures_util::future::join_all(runs).await.concat()
+}
 
 /// A probe that failed or ran out of time. Its check becomes UNKNOWN; the value is never guessed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -65,6 +106,8 @@ pub struct Readings {
     pub heartbeat: Probe<heartbeat::Heartbeat>,
     /// Error-priority journal entries of the unit in the window.
     pub journal: Probe<journal::JournalErrors>,
+    /// The outcomes of the registered [`CHECKS`].
+    pub more: Vec<CheckOutcome>,
 }
 
 /// Where the probes read from. Tests point `proc` elsewhere; nothing else knows the real roots.
@@ -128,8 +171,14 @@ pub async fn collect(
         dl.journal,
         journal::probe(&config.unit, since, taken_at, &config.journal_patterns),
     );
-    let (service, disks, memory, heartbeat, journal) =
-        tokio::join!(service, disks, memory, heartbeat, journal);
+    let (service, disks, memory, heartbeat, journal, more) = tokio::join!(
+        service,
+        disks,
+        memory,
+        heartbeat,
+        journal,
+        run_checks(config)
+    );
     // Errors of earlier invocations of the unit are not "recent", whatever the window says.
     let journal = journal.map(|j| match &service {
         Ok(facts) => j.since_invocation(facts.invocation_start()),
@@ -142,5 +191,6 @@ pub async fn collect(
         memory,
         heartbeat,
         journal,
+        more,
     }
 }

@@ -50,6 +50,7 @@ struct Resources {
     memory: Probe<checks::memory::MemoryUsage>,
     heartbeat: Probe<Heartbeat>,
     journal: Probe<checks::journal::JournalErrors>,
+    more: Vec<CheckOutcome>,
 }
 
 #[derive(Debug)]
@@ -273,6 +274,7 @@ impl Supervisor {
             memory: r.memory,
             heartbeat: r.heartbeat,
             journal: r.journal,
+            more: r.more,
         });
     }
 

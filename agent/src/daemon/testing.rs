@@ -76,6 +76,7 @@ pub fn sample_snapshot(status: Status) -> Snapshot {
             source: TimeSource::Content,
         }),
         journal: Ok(JournalErrors::new(now - Duration::minutes(1), now, vec![])),
+        more: Vec::new(),
     };
     let config = Config::default();
     let restarts = readings.service.as_ref().ok().map(|f| f.n_restarts);

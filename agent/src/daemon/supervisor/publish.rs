@@ -12,14 +12,21 @@ impl Supervisor {
                 .restarts_within(now, self.config.crash_loop_window)
         });
         let not_yet = || ProbeError::new("not checked yet");
-        let (disks, memory, heartbeat, journal) = match &self.resources {
+        let (disks, memory, heartbeat, journal, more) = match &self.resources {
             Some(r) => (
                 r.disks.clone(),
                 r.memory.clone(),
                 live_heartbeat(&r.heartbeat, now),
                 r.journal.clone(),
+                r.more.clone(),
             ),
-            None => (Vec::new(), Err(not_yet()), Err(not_yet()), Err(not_yet())),
+            None => (
+                Vec::new(),
+                Err(not_yet()),
+                Err(not_yet()),
+                Err(not_yet()),
+                Vec::new(),
+            ),
         };
         let readings = Readings {
             taken_at: now,
@@ -28,6 +35,7 @@ impl Supervisor {
             memory,
             heartbeat,
             journal,
+            more,
         };
         let mut evaluation = evaluate(&readings, &self.config, crash_count);
         if let Some(e) = &self.state_error {
@@ -165,6 +173,7 @@ pub(super) fn placeholder_snapshot(config: &Config, now: DateTime<Utc>) -> Snaps
         memory: Err(e()),
         heartbeat: Err(e()),
         journal: Err(e()),
+        more: Vec::new(),
     };
     let evaluation = evaluate(&readings, config, None);
     Snapshot {
