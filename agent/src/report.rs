@@ -13,7 +13,8 @@ use crate::{
         Readings, disk::DiskUsage, heartbeat::Heartbeat, journal::JournalErrors,
         memory::MemoryUsage,
     },
-    evaluate::Evaluation,
+    config::Config,
+    evaluate::{Evaluation, evaluate},
     health::{CheckOutcome, Status},
     systemd::UnitFacts,
 };
@@ -109,6 +110,24 @@ fn rfc3339<S: Serializer>(t: &DateTime<FixedOffset>, s: S) -> Result<S::Ok, S::E
 }
 
 impl Report {
+    /// Judges `readings` against `config` and builds the report: the one way every caller (the
+    /// one-shot check, `alert test`, the daemon) turns readings into a report. `crash_count` is
+    /// what the crash-loop check judges; `own` are the agent's own outcomes (state that cannot be
+    /// saved), judged after the checks.
+    pub fn judge(
+        readings: &Readings,
+        config: &Config,
+        crash_count: Option<u32>,
+        own: impl IntoIterator<Item = CheckOutcome>,
+        agent: AgentInfo,
+    ) -> Report {
+        let mut evaluation = evaluate(readings, config, crash_count);
+        for outcome in own {
+            evaluation.push(outcome);
+        }
+        Report::new(readings, &evaluation, crash_count, agent)
+    }
+
     /// Builds the report of one evaluation; `crash_count` is what the crash-loop check judged.
     pub fn new(
         readings: &Readings,

@@ -8,7 +8,6 @@ use crate::{
     alerts::Alerter,
     checks::{self, HostPaths},
     config::Config,
-    evaluate::evaluate,
     report::{AgentInfo, Report},
     restart::maintenance::Pause,
     state::JournalState,
@@ -80,6 +79,5 @@ async fn current_report(config: &Config) -> Report {
     let previous = JournalState::load(&config.state_dir, &config.unit).unwrap_or(None);
     let readings = checks::collect(config, &HostPaths::default(), None, previous).await;
     let crash_count = readings.service.as_ref().ok().map(|f| f.n_restarts);
-    let evaluation = evaluate(&readings, config, crash_count);
-    Report::new(&readings, &evaluation, crash_count, AgentInfo::current())
+    Report::judge(&readings, config, crash_count, None, AgentInfo::current())
 }

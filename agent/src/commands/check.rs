@@ -6,7 +6,6 @@ use crate::{
     checks::{self, HostPaths, heartbeat::Heartbeat},
     cli::CheckArgs,
     config::Config,
-    evaluate::evaluate,
     report::{AgentInfo, Report},
     restart::{
         control::{self, Situation},
@@ -124,6 +123,5 @@ pub async fn check_once(config: &Config) -> Report {
         }
     }
     let crash_count = readings.service.as_ref().ok().map(|f| f.n_restarts);
-    let evaluation = evaluate(&readings, config, crash_count);
-    Report::new(&readings, &evaluation, crash_count, AgentInfo::current())
+    Report::judge(&readings, config, crash_count, None, AgentInfo::current())
 }

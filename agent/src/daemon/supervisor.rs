@@ -19,7 +19,6 @@ use crate::{
     alerts::{Alerter, policy::RestartOutcome},
     checks::{self, HostPaths, Probe, ProbeError, Readings, heartbeat::Heartbeat},
     config::Config,
-    evaluate::evaluate,
     forecast::DiskTrend,
     health::{Alert, CheckOutcome, Status},
     report::{AgentInfo, Report},

@@ -14,7 +14,6 @@ use crate::{
         memory::MemoryUsage,
     },
     config::Config,
-    evaluate::evaluate,
     health::Status,
     report::{AgentInfo, Report},
     systemd::UnitFacts,
@@ -80,11 +79,11 @@ pub fn sample_snapshot(status: Status) -> Snapshot {
     };
     let config = Config::default();
     let restarts = readings.service.as_ref().ok().map(|f| f.n_restarts);
-    let evaluation = evaluate(&readings, &config, restarts);
-    let report = Report::new(
+    let report = Report::judge(
         &readings,
-        &evaluation,
+        &config,
         restarts,
+        None,
         AgentInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             hostname: "vm1".into(),

@@ -37,22 +37,25 @@ impl Supervisor {
             journal,
             more,
         };
-        let mut evaluation = evaluate(&readings, &self.config, crash_count);
-        if let Some(e) = &self.state_error {
-            evaluation.push(
-                CheckOutcome::new("state")
-                    .value("not saved")
-                    .threshold("state files can be written")
-                    .alert(
-                        Status::Warning,
-                        Alert::new(
-                            "state_unwritable",
-                            format!("Agent state cannot be saved: {e}"),
-                        ),
+        let state = self.state_error.as_ref().map(|e| {
+            CheckOutcome::new("state")
+                .value("not saved")
+                .threshold("state files can be written")
+                .alert(
+                    Status::Warning,
+                    Alert::new(
+                        "state_unwritable",
+                        format!("Agent state cannot be saved: {e}"),
                     ),
-            );
-        }
-        let report = Report::new(&readings, &evaluation, crash_count, self.agent.clone());
+                )
+        });
+        let report = Report::judge(
+            &readings,
+            &self.config,
+            crash_count,
+            state,
+            self.agent.clone(),
+        );
         if self.last_status != Some(report.status) {
             if let Some(prev) = self.last_status {
                 let why = report
@@ -175,10 +178,9 @@ pub(super) fn placeholder_snapshot(config: &Config, now: DateTime<Utc>) -> Snaps
         journal: Err(e()),
         more: Vec::new(),
     };
-    let evaluation = evaluate(&readings, config, None);
     Snapshot {
         seq: 0,
-        report: Report::new(&readings, &evaluation, None, AgentInfo::current()),
+        report: Report::judge(&readings, config, None, None, AgentInfo::current()),
         daemon: DaemonState {
             started_at: now,
             restart_enabled: config.restart.enabled,
