@@ -16,6 +16,8 @@ packages=(
   polkitd                         # authorises the agent's user to restart the worker (deploy/cryptobot-agent.rules)
   procps curl openssl             # ps, curl and a test CA, in the tests
   debootstrap debian-archive-keyring  # lab VMs of other Debian releases (tests/lab/rootfs.sh)
+  lintian                         # checks the Debian packages of cargo xtask dist
+  bash-completion man-db          # the cryptoctl package's completion and man pages, found as a user would
 )
 missing=()
 for p in "${packages[@]}"; do

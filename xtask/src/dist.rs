@@ -1,5 +1,6 @@
 //! `cargo xtask dist`: the agent binary users' VMs get, `target/dist/cryptobot-agent`, built to
-//! run on glibc [`MAX_GLIBC`] or newer whatever glibc the build machine has.
+//! run on glibc [`MAX_GLIBC`] or newer whatever glibc the build machine has, and the Debian
+//! packages of the agent and of cryptoctl (same build, same glibc floor; see [`crate::packages`]).
 //!
 //! A plain `cargo build` links against the build machine's glibc, and its binary needs that glibc
 //! or newer. cargo-zigbuild links against Zig's stubs of the glibc named in the target triple
@@ -23,6 +24,8 @@ use crate::{
 
 /// The package and binary built.
 pub const AGENT: &str = "cryptobot-agent";
+/// The CLI's package and binary.
+pub const CTL: &str = "cryptoctl";
 /// The architecture of users' VMs.
 const ARCH_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
@@ -53,6 +56,12 @@ pub fn dist() -> Result<()> {
         "--release",
         "-p",
         AGENT,
+        "--bin",
+        AGENT,
+        "-p",
+        CTL,
+        "--bin",
+        CTL,
         "--target",
         &triple,
     ]))?;
@@ -82,9 +91,67 @@ pub fn dist() -> Result<()> {
             .context("reading the checksum back")?
             .trim_end()
     );
+    let debs = packages(&root, &target, &dist)?;
+    for deb in debs {
+        let shown = deb
+            .strip_prefix(&root)
+            .unwrap_or(&deb)
+            .display()
+            .to_string();
+        println!("{shown}");
+    }
     let secs = started.elapsed().as_secs();
     println!("done in {}m{:02}s", secs / 60, secs % 60);
     Ok(())
+}
+
+/// Generates the completions and man pages, checks cryptoctl's glibc floor like the agent's, and
+/// builds both packages into `dist`.
+fn packages(root: &Path, target: &Path, dist: &Path) -> Result<Vec<PathBuf>> {
+    let ctl = target.join(ARCH_TRIPLE).join("release").join(CTL);
+    GlibcNeeds::of_file(&ctl)?
+        .check(MAX_GLIBC)
+        .with_context(|| format!("{} is not portable", ctl.display()))?;
+    run(cargo().current_dir(root).args([
+        "build",
+        "-p",
+        CTL,
+        "--bin",
+        "cryptoctl-docs",
+        "-p",
+        AGENT,
+        "--bin",
+        "cryptobot-agent-docs",
+    ]))?;
+    let work = target.join("deb");
+    let docs = work.join("docs");
+    if docs.exists() {
+        fs::remove_dir_all(&docs)?;
+    }
+    let debug = target.join("debug");
+    for tool in ["cryptoctl-docs", "cryptobot-agent-docs"] {
+        run(Command::new(debug.join(tool)).arg(&docs))?;
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let changelog = fs::read_to_string(root.join("deploy/debian/changelog"))?;
+    ensure!(
+        changelog.starts_with(&format!("cryptobot-health ({version}) ")),
+        "deploy/debian/changelog does not start with version {version}"
+    );
+    let inputs = crate::packages::Inputs {
+        root,
+        agent: &dist.join(AGENT),
+        cryptoctl: &ctl,
+        docs: &docs,
+        version,
+    };
+    [
+        crate::packages::agent(&inputs)?,
+        crate::packages::cryptoctl(&inputs)?,
+    ]
+    .iter()
+    .map(|p| p.build(&work, dist))
+    .collect()
 }
 
 /// Copies the `built` agent into `dist` with its `.sha256` once it is checked to need glibc

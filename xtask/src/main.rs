@@ -16,9 +16,11 @@ Project tasks: cargo xtask <TASK>
 
 Tasks:
   dist               Build the agent users' VMs get, target/dist/cryptobot-agent (x86_64),
-                     and target/dist/cryptobot-agent.sha256 (sha256sum format). The binary
-                     runs on glibc {MAX_GLIBC} or newer, whatever glibc this machine has: Zig
-                     links it, through cargo-zigbuild. Installs what is missing:
+                     and target/dist/cryptobot-agent.sha256 (sha256sum format), and the Debian
+                     packages cryptobot-agent_<version>_amd64.deb and cryptoctl_<version>_amd64.deb
+                     (dpkg-deb). The binaries run on glibc {MAX_GLIBC} or newer, whatever glibc
+                     this machine has: Zig links them, through cargo-zigbuild. Installs what is
+                     missing:
                        ziglang {ZIGLANG_VERSION} from PyPI (python3 -m pip install)
                        cargo-zigbuild {CARGO_ZIGBUILD_VERSION} (cargo install --locked)
                      Fails, leaving target/dist as it was, when the binary needs a newer glibc.
