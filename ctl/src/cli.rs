@@ -2,6 +2,8 @@
 //! subcommand per operation. Values that can reach a VM are parsed into validated types here, so a
 //! bad value is a usage error (exit 64) before anything is contacted.
 
+pub mod alerts;
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -177,6 +179,8 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Roll the bot back to a commit (default: the one before the last deploy), health-gated.
     Rollback(RollbackArgs),
+    /// Azure Monitor alerting: an action group and log alert rules over the agents' telemetry.
+    Alerts(alerts::AlertsArgs),
 }
 
 /// Where the bot lives on the VMs, and the health gate (shared by `deploy` and `rollback`).

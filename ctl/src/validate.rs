@@ -3,6 +3,8 @@
 //! command line is parsed. The rules are Azure's naming rules (resource groups, Linux VMs), kept a
 //! little stricter where a character would only ever cause trouble.
 
+pub mod alerts;
+
 use std::{fmt, path::Path, str::FromStr};
 
 /// Why a value was rejected.

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod errors;
+pub mod monitor;
 pub mod network;
 pub mod run_command;
 pub mod subscriptions;

@@ -1,6 +1,7 @@
 //! One file per subcommand; [`run`] builds the shared context (credentials, ARM client, transport,
 //! limiter) and dispatches. Commands return their exit code.
 
+pub mod alerts;
 mod control;
 mod deploy;
 mod health;
@@ -123,7 +124,7 @@ impl Ctx {
 /// Runs the command line's command; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let selection = match &cli.command {
-        Command::Vms(_) => None,
+        Command::Vms(_) | Command::Alerts(_) => None,
         Command::Health(a) => Some(&a.selection),
         Command::Restart(a) => Some(&a.selection),
         Command::Pause(a) => Some(&a.selection),
@@ -136,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         return Err(UsageError(NOTHING_SELECTED.into()).into());
     }
     match &cli.command {
+        Command::Alerts(args) => return alerts::run(&cli.global, args).await,
         Command::Deploy(args) if args.app.dry_run => {
             return deploy::dry_run_deploy(&cli.global, args);
         }
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Deploy(args) => deploy::run_deploy(&ctx, args, false).await,
         Command::Rollback(args) => deploy::run_rollback(&ctx, args, false).await,
+        Command::Alerts(args) => alerts::run(&cli.global, args).await,
     }
 }
 

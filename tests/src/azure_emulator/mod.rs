@@ -17,6 +17,8 @@
 
 mod api_versions;
 pub mod identity;
+pub mod logs;
+mod monitor;
 mod operations;
 mod routes;
 mod run;
@@ -252,6 +254,8 @@ struct State {
     scripts: Vec<(String, Vec<String>)>,
     /// The access token the token endpoint hands out and Resource Manager accepts.
     token: String,
+    /// Azure Monitor resources (action groups, alert rules, components, workspaces).
+    monitor: monitor::Store,
 }
 
 impl State {
@@ -342,6 +346,7 @@ impl EmulatorBuilder {
             next_id: 0,
             scripts: Vec::new(),
             token: access_token(&self.claims),
+            monitor: monitor::Store::default(),
         }));
         let app = routes::router(state.clone());
         let server = pki.server.clone();

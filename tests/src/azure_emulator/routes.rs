@@ -161,9 +161,13 @@ async fn arm(
                 .iter()
                 .find(|(k, _)| k == "api-version")
                 .map_or("", |(_, v)| v.as_str());
-            match super::api_versions::refusal(uri.path(), version) {
-                Some((code, message)) => arm_error(StatusCode::BAD_REQUEST, code, &message),
-                None => route(state, method, uri.path(), &query, body).await,
+            if let Some(r) = super::monitor::route(state, method, uri.path(), version, body) {
+                r
+            } else {
+                match super::api_versions::refusal(uri.path(), version) {
+                    Some((code, message)) => arm_error(StatusCode::BAD_REQUEST, code, &message),
+                    None => route(state, method, uri.path(), &query, body).await,
+                }
             }
         }
     };
