@@ -160,6 +160,31 @@ pub struct AlertsConfig {
     pub email: Option<EmailConfig>,
     /// Azure Application Insights.
     pub appinsights: Option<AppInsightsConfig>,
+    /// Where the Application Insights sink reads the VM's resource id
+    /// (`alerts.appinsights.imds`, `alerts.appinsights.imds_endpoint`).
+    pub imds: ImdsConfig,
+}
+
+/// The Instance Metadata Service, for the VM's resource id on the telemetry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImdsConfig {
+    /// Whether to ask at all.
+    pub enabled: bool,
+    /// Where; `None`: the standard address, asked only on an Azure VM (by its DMI asset tag), so
+    /// a machine elsewhere never sends to 169.254.169.254.
+    pub endpoint: Option<String>,
+    /// Connect and answer timeout.
+    pub timeout: Duration,
+}
+
+impl Default for ImdsConfig {
+    fn default() -> Self {
+        ImdsConfig {
+            enabled: true,
+            endpoint: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The payload format of a webhook.
@@ -462,6 +487,7 @@ impl Default for AlertsConfig {
             webhooks: Vec::new(),
             email: None,
             appinsights: None,
+            imds: ImdsConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! bad value is a usage error (exit 64) before anything is contacted.
 
 pub mod alerts;
+pub mod telemetry;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::validate::{
     AgentPath, AgentUrl, CanaryProfile, CommitId, GitRef, Host, RepoUrl, ResourceGroupName,
-    Sha256Hex, SshUser, TagFilter, VmName,
+    Sha256Hex, SshUser, TagFilter, VmName, storage::StorageTarget,
 };
 
 /// Exit code for usage errors (`EX_USAGE`); 0-3 are health statuses.
@@ -43,9 +44,11 @@ pub struct Cli {
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Azure subscription id [default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default]
+    /// Azure subscription id [default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default];
+    /// repeatable where the VMs come from Resource Graph (`health --source telemetry`,
+    /// `vms --inventory resource-graph`)
     #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID")]
-    pub subscription: Option<String>,
+    pub subscription: Vec<String>,
 
     /// Azure Resource Manager endpoint (always HTTPS)
     #[arg(long, global = true, env = "CRYPTOCTL_ARM_ENDPOINT", default_value = DEFAULT_ARM_ENDPOINT, value_name = "URL")]
@@ -236,6 +239,16 @@ pub struct DeployArgs {
     /// SHA-256 of the binary at --agent-url [default: of --agent-binary]
     #[arg(long, value_name = "HEX")]
     pub agent_sha256: Option<Sha256Hex>,
+    /// Install the agent from its Debian package (dpkg -i on the VM; the previous package is kept
+    /// for `rollback --agent`). Over ssh it is copied; over run-command use --agent-storage (or
+    /// --agent-url serving this file)
+    #[arg(long, value_name = "FILE", conflicts_with = "agent_binary")]
+    pub agent_deb: Option<PathBuf>,
+    /// Upload the agent (--agent-deb, --agent-binary or the default binary) to this Azure Blob
+    /// Storage container with your Entra token; each VM downloads it with a short-lived read-only
+    /// SAS and checks its SHA-256 (needs Storage Blob Data Contributor; no --agent-url needed)
+    #[arg(long, value_name = "ACCOUNT/CONTAINER", conflicts_with = "agent_url")]
+    pub agent_storage: Option<StorageTarget>,
     /// The agent's configuration to install [default: deploy/agent.toml]
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
@@ -274,6 +287,31 @@ pub struct RollbackArgs {
 pub struct VmsArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Where the list comes from
+    #[arg(long, value_enum, default_value_t = telemetry::Inventory::Arm)]
+    pub inventory: telemetry::Inventory,
+    #[command(flatten)]
+    pub scope: telemetry::GraphScopeArgs,
+}
+
+impl Cli {
+    /// Several `--subscription`s are a usage error except where the VMs come from Resource
+    /// Graph, which queries them all at once.
+    pub fn check_subscriptions(&self) -> Result<(), String> {
+        let graph = match &self.command {
+            Command::Health(h) => h.telemetry.source == telemetry::HealthSource::Telemetry,
+            Command::Vms(v) => v.inventory == telemetry::Inventory::ResourceGraph,
+            _ => false,
+        };
+        if self.global.subscription.len() > 1 && !graph {
+            return Err(
+                "several --subscription values need Resource Graph: use them with \
+                 `health --source telemetry` or `vms --inventory resource-graph`"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Options of `health`.
@@ -297,6 +335,8 @@ pub struct HealthArgs {
     /// The bot's checkout, for --check-updates [default: /home/USER/Repositories/cryptobot]
     #[arg(long, value_name = "PATH")]
     pub app_dir: Option<AgentPath>,
+    #[command(flatten)]
+    pub telemetry: telemetry::TelemetryArgs,
 }
 
 /// Options of `restart`.

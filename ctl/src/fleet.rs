@@ -1,5 +1,6 @@
-//! The fleet: which VMs a selection means (resource groups, names, tags, or all, with paging), and
-//! running one task per VM at bounded concurrency with a per-VM timeout, a progress bar on a
+//! The fleet: which VMs a selection means (resource groups, names, tags, or all, with paging), from
+//! Resource Manager's lists or from one Resource Graph query across subscriptions ([`inventory`]),
+//! and running one task per VM at bounded concurrency with a per-VM timeout, a progress bar on a
 //! terminal, and Ctrl-C returning what finished.
 
 use std::{
@@ -13,10 +14,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinSet;
 
 use crate::{
-    arm::{ArmClient, VirtualMachine},
+    arm::{
+        ArmClient, VirtualMachine,
+        resource_graph::{GraphScope, GraphVm, vm_query},
+    },
     cli::Selection,
     limiter::Limiter,
-    validate::SubscriptionId,
+    validate::{InvalidValue, SubscriptionId, telemetry::ManagementGroupName},
 };
 
 /// Time allowed for listing VMs.
@@ -129,6 +133,137 @@ pub async fn resolve(arm: &ArmClient, subscription: &SubscriptionId, sel: &Selec
         )
     });
     out.vms = found;
+    out
+}
+
+/// What a selection resolved to through Resource Graph.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// The VMs with their power state, sorted by resource group, name, then subscription.
+    pub vms: Vec<GraphVm>,
+    /// What could not be found or listed (an incomplete answer included).
+    pub missing: Vec<Missing>,
+    /// Resource Graph requests sent.
+    pub pages: usize,
+    /// Rows that were not a usable VM (no id or name).
+    pub malformed: usize,
+}
+
+/// The Resource Graph scope: the management groups when given, else every `--subscription`
+/// (validated, without repeats), else `default`.
+pub fn graph_scope(
+    subscriptions: &[String],
+    default: &SubscriptionId,
+    management_groups: &[ManagementGroupName],
+) -> Result<GraphScope, InvalidValue> {
+    let mut subs: Vec<String> = Vec::new();
+    for s in subscriptions {
+        let id: SubscriptionId = s.parse()?;
+        if !subs.contains(&id.to_string()) {
+            subs.push(id.to_string());
+        }
+    }
+    if subs.is_empty() {
+        subs.push(default.to_string());
+    }
+    Ok(GraphScope {
+        subscriptions: subs,
+        management_groups: management_groups.iter().map(|m| m.to_string()).collect(),
+    })
+}
+
+/// Lists the VMs of a selection with one Resource Graph query over `scope`: resource groups and
+/// names are filtered by the query (case-insensitively, as ARM compares them), tags here (only
+/// ever compared, never sent).
+pub async fn inventory(arm: &ArmClient, scope: &GraphScope, sel: &Selection) -> Inventory {
+    let deadline = Instant::now() + LIST_TIMEOUT;
+    let rgs: Vec<&str> = if sel.all {
+        Vec::new()
+    } else {
+        sel.resource_groups.iter().map(|r| r.as_str()).collect()
+    };
+    let names: Vec<&str> = sel.vm_names.iter().map(|n| n.as_str()).collect();
+    let mut out = Inventory::default();
+    let answer = match arm
+        .resource_graph(scope, &vm_query(&rgs, &names), deadline)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            out.missing.push(Missing {
+                vm: "-".into(),
+                resource_group: "-".into(),
+                kind: "arm",
+                message: format!("cannot list the VMs through Resource Graph: {e}"),
+            });
+            return out;
+        }
+    };
+    out.pages = answer.pages;
+    let mut seen = BTreeSet::new();
+    for row in &answer.rows {
+        match GraphVm::from_row(row) {
+            Some(g) if seen.insert(g.vm.id.to_ascii_lowercase()) => out.vms.push(g),
+            Some(_) => {}
+            None => out.malformed += 1,
+        }
+    }
+    for message in answer.incomplete {
+        out.missing.push(Missing {
+            vm: "-".into(),
+            resource_group: "-".into(),
+            kind: "arm",
+            message,
+        });
+    }
+    let complete = out.missing.is_empty();
+    if complete && names.is_empty() {
+        for rg in &rgs {
+            if !out
+                .vms
+                .iter()
+                .any(|g| g.vm.resource_group().eq_ignore_ascii_case(rg))
+            {
+                out.missing.push(Missing {
+                    vm: "-".into(),
+                    resource_group: (*rg).to_owned(),
+                    kind: "not-found",
+                    message: format!("no VM in resource group {rg}"),
+                });
+            }
+        }
+    }
+    if complete {
+        for n in &names {
+            if !out.vms.iter().any(|g| g.vm.name.eq_ignore_ascii_case(n)) {
+                out.missing.push(Missing {
+                    vm: (*n).to_owned(),
+                    resource_group: if rgs.len() == 1 {
+                        rgs[0].to_owned()
+                    } else {
+                        "-".into()
+                    },
+                    kind: "not-found",
+                    message: if rgs.is_empty() {
+                        format!("VM {n} not found in the subscriptions queried")
+                    } else {
+                        format!("VM {n} not found in resource group {}", rgs.join(", "))
+                    },
+                });
+            }
+        }
+    }
+    out.vms.retain(|g| {
+        let tags = g.vm.tag_map();
+        sel.tags.iter().all(|t| t.matches(&tags))
+    });
+    out.vms.sort_by_key(|g| {
+        (
+            g.vm.resource_group().to_ascii_lowercase(),
+            g.vm.name.to_ascii_lowercase(),
+            g.subscription.to_ascii_lowercase(),
+        )
+    });
     out
 }
 

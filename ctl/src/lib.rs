@@ -13,5 +13,6 @@ pub mod limiter;
 pub mod model;
 pub mod output;
 pub mod remote;
+pub mod storage;
 pub mod tls;
 pub mod validate;

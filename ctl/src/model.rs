@@ -74,7 +74,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// `arm` (Azure), `unreachable` (transport), `agent` (missing or bad answer), `timeout`,
-    /// `not-found`, `interrupted`.
+    /// `not-found`, `interrupted`; with `--source telemetry` also `silent` (no recent telemetry)
+    /// and `telemetry` (unusable telemetry).
     pub kind: &'static str,
     /// For people.
     pub message: String,
@@ -110,8 +111,16 @@ pub struct VmHealth {
     pub status: Status,
     /// Why: the first alert, or what made the VM CRITICAL/UNKNOWN before its agent could answer.
     pub reason: Option<String>,
-    /// `run-command` or `ssh`.
+    /// `run-command` or `ssh` (`none` for a row from telemetry alone).
     pub transport: &'static str,
+    /// With `--source telemetry`: `telemetry` (from the agents' Application Insights telemetry) or
+    /// `agent` (asked over the transport by `--drill`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    /// With `--source telemetry`: the VM's resource id (VMs of one name in several resource groups
+    /// or subscriptions are told apart by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
     /// Whether cryptobot-agent is installed (null: not asked).
     pub agent_installed: Option<bool>,
     /// Which agent command made the report: `status` (the running daemon) or `check`.
@@ -138,6 +147,10 @@ pub struct VmHealth {
     pub report: Option<Value>,
     /// Time spent on this VM, milliseconds.
     pub duration_ms: u64,
+    /// With `--source telemetry`: the age of the newest availability result, seconds (0 for a
+    /// drilled VM, null when there is none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_age_seconds: Option<Option<u64>>,
 }
 
 impl VmHealth {
@@ -151,6 +164,8 @@ impl VmHealth {
             status: Status::Unknown,
             reason: None,
             transport,
+            source: None,
+            resource_id: None,
             agent_installed: None,
             report_source: None,
             service: None,
@@ -164,6 +179,7 @@ impl VmHealth {
             error: None,
             report: None,
             duration_ms: 0,
+            data_age_seconds: None,
         }
     }
 

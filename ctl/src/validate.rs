@@ -4,6 +4,8 @@
 //! little stricter where a character would only ever cause trouble.
 
 pub mod alerts;
+pub mod storage;
+pub mod telemetry;
 
 use std::{fmt, path::Path, str::FromStr};
 

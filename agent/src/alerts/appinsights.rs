@@ -6,7 +6,11 @@
 //! `health.heartbeat_age`, `health.crash_count`, `health.service_active` (1/0); an
 //! `AvailabilityData` result (success = HEALTHY); a `health_critical` / `health_warning` event per
 //! alert. Status changes and restarts are events too. Every envelope is tagged
-//! `ai.cloud.role=cryptobot-agent` and `ai.cloud.roleInstance=<hostname>`.
+//! `ai.cloud.role=cryptobot-agent` and `ai.cloud.roleInstance=<hostname>`, and, once the Instance
+//! Metadata Service has said who the VM is ([`imds`](super::imds)), carries its resource id as the
+//! property `vm_resource_id`, so that the fleet's telemetry joins Resource Graph's inventory
+//! exactly (`cryptoctl health --source telemetry`). The availability result carries the agent's
+//! status word and the worker unit's state as the properties `status` and `service`.
 //!
 //! Delivery: batches of up to `batch_size`; 200 removes the batch; 206 (and a 500 with a readable
 //! body) resends only the items whose `errors[].statusCode` is retryable (408, 429, 439, 500, 503),
@@ -24,10 +28,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     compact::CompactJson,
+    imds,
     queue::{Entry, Outbox},
     webhook::{describe, http_client},
 };
-use crate::{config::AppInsightsConfig, health::Status, report::Report};
+use crate::{
+    config::{AppInsightsConfig, ImdsConfig},
+    health::Status,
+    report::Report,
+};
+
+/// The property naming the VM's resource id on every envelope.
+pub const RESOURCE_ID_PROPERTY: &str = "vm_resource_id";
 
 /// The `ai.cloud.role` of every envelope.
 pub const CLOUD_ROLE: &str = "cryptobot-agent";
@@ -94,13 +106,34 @@ impl TelemetryItem {
                 "success": report.status == Status::Healthy,
                 "runLocation": report.agent.hostname,
                 "message": message,
-                "properties": {"status": report.status.as_str()},
+                "properties": {
+                    "status": report.status.as_str(),
+                    "service": report.unit.as_ref().map_or("unknown", |u| u.active_state.as_str()),
+                },
             })),
         }
     }
 
     /// The envelope as sent.
     pub fn envelope(&self, ikey: &str, host: &str) -> Value {
+        self.envelope_for(ikey, host, None)
+    }
+
+    /// The envelope as sent, with the VM's resource id among the properties when known.
+    pub fn envelope_for(&self, ikey: &str, host: &str, resource_id: Option<&str>) -> Value {
+        let base_data = match resource_id {
+            None => serde_json::to_value(&self.base_data).unwrap_or(Value::Null),
+            Some(id) => {
+                let mut data = self.base_data.to_value();
+                if let Some(o) = data.as_object_mut() {
+                    let props = o.entry("properties").or_insert_with(|| json!({}));
+                    if let Some(p) = props.as_object_mut() {
+                        p.insert(RESOURCE_ID_PROPERTY.into(), id.into());
+                    }
+                }
+                data
+            }
+        };
         json!({
             "ver": 1,
             "name": format!("Microsoft.ApplicationInsights.{}", self.kind),
@@ -112,7 +145,7 @@ impl TelemetryItem {
                 "ai.cloud.roleInstance": host,
                 "ai.internal.sdkVersion": concat!("cryptobot-agent:", env!("CARGO_PKG_VERSION")),
             },
-            "data": {"baseType": self.base_type, "baseData": self.base_data},
+            "data": {"baseType": self.base_type, "baseData": base_data},
         })
     }
 }
@@ -248,6 +281,7 @@ pub struct TrackClient {
     ikey: super::secret::Secret,
     role_instance: String,
     timeout: Duration,
+    identity: tokio::sync::Mutex<imds::Identity>,
 }
 
 impl TrackClient {
@@ -265,7 +299,29 @@ impl TrackClient {
             ikey: config.connection.instrumentation_key.clone(),
             role_instance: role_instance.to_owned(),
             timeout: config.timeout,
+            identity: tokio::sync::Mutex::new(imds::Identity::new(None, Duration::from_secs(2))),
         }
+    }
+
+    /// Reads the VM's resource id from IMDS as `config` says (see [`imds::endpoint`]).
+    pub fn with_imds(mut self, config: &ImdsConfig) -> TrackClient {
+        self.identity =
+            tokio::sync::Mutex::new(imds::Identity::new(imds::endpoint(config), config.timeout));
+        self
+    }
+
+    /// Asks IMDS for the VM's resource id when that is due (before the first batch, then spaced
+    /// out until it answers).
+    pub async fn refresh_identity(&self) {
+        let due = self.identity.lock().await.due(std::time::Instant::now());
+        if due {
+            self.identity.lock().await.refresh().await;
+        }
+    }
+
+    /// The VM's resource id, once IMDS has said it.
+    pub async fn resource_id(&self) -> Option<String> {
+        self.identity.lock().await.resource_id().map(str::to_owned)
     }
 
     /// The ingestion host (for status outputs).
@@ -279,9 +335,16 @@ impl TrackClient {
             Ok(c) => c,
             Err(e) => return BatchOutcome::Retry(e.message.clone()),
         };
+        let resource_id = self.resource_id().await;
         let body: Vec<Value> = items
             .iter()
-            .map(|i| i.envelope(self.ikey.expose(), &self.role_instance))
+            .map(|i| {
+                i.envelope_for(
+                    self.ikey.expose(),
+                    &self.role_instance,
+                    resource_id.as_deref(),
+                )
+            })
             .collect();
         let body = match serde_json::to_vec(&body) {
             Ok(b) => b,
@@ -390,6 +453,10 @@ pub async fn worker(
             }
         }
         let items: Vec<TelemetryItem> = batch.iter().map(|e| e.item.clone()).collect();
+        tokio::select! {
+            _ = client.refresh_identity() => {}
+            _ = shutdown.cancelled() => return,
+        }
         let outcome = tokio::select! {
             o = client.send(&items) => o,
             _ = shutdown.cancelled() => return,
@@ -466,109 +533,4 @@ fn expire_by_item_time(outbox: &Outbox<TelemetryItem>, oldest: DateTime<Utc>) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::daemon::testing::sample_snapshot;
-
-    #[test]
-    fn duration_format() {
-        assert_eq!(format_duration(Duration::ZERO), "00.00:00:00.000000");
-        assert_eq!(
-            format_duration(Duration::from_micros(90_061_000_123)),
-            "01.01:01:01.000123"
-        );
-    }
-
-    #[test]
-    fn five_metrics_with_values() {
-        let r = sample_snapshot(Status::Critical).report;
-        let m = metrics(&r, Utc::now());
-        let got: Vec<(String, f64)> = m
-            .iter()
-            .map(|i| {
-                let data = i.base_data.to_value();
-                let p = &data["metrics"][0];
-                (
-                    p["name"].as_str().unwrap().to_owned(),
-                    p["value"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("health.disk_usage".to_owned(), 41.0),
-                ("health.memory_usage".to_owned(), 22.0),
-                ("health.heartbeat_age".to_owned(), 3.0),
-                ("health.crash_count".to_owned(), 0.0),
-                ("health.service_active".to_owned(), 0.0),
-            ]
-        );
-        let e = m[0].envelope("KEY", "vm1");
-        assert_eq!(e["name"], "Microsoft.ApplicationInsights.Metric");
-        assert_eq!(e["tags"]["ai.cloud.role"], "cryptobot-agent");
-        assert_eq!(e["tags"]["ai.cloud.roleInstance"], "vm1");
-        assert!(e["time"].as_str().unwrap().ends_with('Z'));
-    }
-
-    #[test]
-    fn the_soonest_disk_forecast_is_sent_in_hours() {
-        let mut r = sample_snapshot(Status::Healthy).report;
-        let mut other = r.disks[0].clone();
-        other.mount = "/data".into();
-        other.forecast = Some(5 * 3600);
-        r.disks[0].forecast = Some(30 * 3600);
-        r.disks.push(other);
-        let m = metrics(&r, Utc::now());
-        let data = m.last().unwrap().base_data.to_value();
-        assert_eq!(data["metrics"][0]["name"], "health.disk_full_in_hours");
-        assert_eq!(data["metrics"][0]["value"], 5.0);
-    }
-
-    #[test]
-    fn classify_responses() {
-        let body = |json: &str| serde_json::from_str::<TrackResponse>(json).unwrap();
-        assert_eq!(classify(200, None, 3, "h"), BatchOutcome::Accepted);
-        let b = body(
-            r#"{"itemsReceived":4,"itemsAccepted":1,"errors":[{"index":1,"statusCode":429,"message":"slow down"},{"index":2,"statusCode":400,"message":"bad field"},{"index":3,"statusCode":500,"message":"oops"}]}"#,
-        );
-        assert_eq!(
-            classify(206, Some(&b), 4, "h"),
-            BatchOutcome::Partial {
-                retry: vec![1, 3],
-                rejected: vec![(2, "bad field".into())]
-            }
-        );
-        let b = body(
-            r#"{"itemsReceived":1,"itemsAccepted":0,"errors":[{"index":0,"statusCode":400,"message":"Invalid instrumentation key"}]}"#,
-        );
-        assert_eq!(
-            classify(400, Some(&b), 1, "h"),
-            BatchOutcome::Rejected("Invalid instrumentation key".into())
-        );
-        assert!(matches!(
-            classify(429, None, 1, "h"),
-            BatchOutcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(439, None, 1, "h"),
-            BatchOutcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(503, None, 1, "h"),
-            BatchOutcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(500, None, 1, "h"),
-            BatchOutcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(402, None, 1, "h"),
-            BatchOutcome::Rejected(_)
-        ));
-        assert!(matches!(
-            classify(403, None, 1, "h"),
-            BatchOutcome::Rejected(_)
-        ));
-    }
-}
+mod tests;

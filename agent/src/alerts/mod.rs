@@ -14,6 +14,7 @@ pub mod appinsights;
 pub mod compact;
 pub use crate::config::connection_string;
 pub mod email;
+pub mod imds;
 pub mod notification;
 pub mod policy;
 pub mod queue;
@@ -182,7 +183,7 @@ impl Alerter {
                 );
             }
             if let Some(ai) = &config.appinsights {
-                let client = Arc::new(TrackClient::new(ai, host));
+                let client = Arc::new(TrackClient::new(ai, host).with_imds(&config.imds));
                 let outbox = Outbox::load(
                     outbox_dir.join("outbox-appinsights.json"),
                     ai.queue_size,

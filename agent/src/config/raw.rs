@@ -93,6 +93,8 @@ pub struct RawAppInsights {
     pub timeout: Option<HumanDuration>,
     pub retry_initial: Option<HumanDuration>,
     pub retry_max: Option<HumanDuration>,
+    pub imds: Option<bool>,
+    pub imds_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -128,6 +128,7 @@ pub(super) fn alerts_from_raw(
     let email = email_from_raw(raw.email, env)?;
 
     let ai = raw.appinsights.unwrap_or_default();
+    let imds = imds_from_raw(ai.imds, ai.imds_endpoint.as_deref(), &d.imds)?;
     let conn_text = ai
         .connection_string
         .filter(|c| !c.trim().is_empty())
@@ -182,6 +183,39 @@ pub(super) fn alerts_from_raw(
         webhooks,
         email,
         appinsights,
+        imds,
+    })
+}
+
+/// `alerts.appinsights.imds` (default on) and `imds_endpoint` (an `http(s)://host[:port]`
+/// base URL, for tests; the standard address otherwise).
+fn imds_from_raw(
+    enabled: Option<bool>,
+    endpoint: Option<&str>,
+    d: &ImdsConfig,
+) -> Result<ImdsConfig, Invalid> {
+    let endpoint = match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(e) => {
+            let ok = reqwest::Url::parse(e).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(Invalid::new(
+                    "alerts.appinsights.imds_endpoint",
+                    "must be a base URL like http://169.254.169.254",
+                ));
+            }
+            Some(e.trim_end_matches('/').to_owned())
+        }
+    };
+    Ok(ImdsConfig {
+        enabled: enabled.unwrap_or(d.enabled),
+        endpoint,
+        timeout: d.timeout,
     })
 }
 

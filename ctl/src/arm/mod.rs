@@ -5,8 +5,10 @@
 
 pub mod client;
 pub mod errors;
+pub mod logs_query;
 pub mod monitor;
 pub mod network;
+pub mod resource_graph;
 pub mod run_command;
 pub mod subscriptions;
 pub mod vms;

@@ -5,13 +5,13 @@
 //! VM is started, and the summary names every VM as ok, failed or not attempted. The outcome is the
 //! script's own exit status from its framed result, never the Azure call returning.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+mod agent;
+
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use self::agent::Carry;
 use super::{Ctx, UsageError};
 use crate::{
     arm::{ArmError, GuestAgent, VirtualMachine, client::ARM_SCOPE},
@@ -19,7 +19,7 @@ use crate::{
     cli::{AppArgs, DeployArgs, GlobalArgs, RollbackArgs, TransportKind},
     remote::{
         Remote,
-        deploy::{self, AgentSource, Canary, DeployPlan},
+        deploy::{self, AgentKind, AgentSource, Canary, DeployPlan},
         frame::Frame,
         script::RUN_COMMAND_BUDGET,
     },
@@ -44,40 +44,6 @@ fn check_user(app: &AppArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// The portable agent of `cargo xtask dist` (it runs on glibc 2.28 or newer), looked for in the
-/// directory cryptoctl runs in: the workspace's root.
-const DIST_AGENT: &str = "target/dist/cryptobot-agent";
-
-/// The agent binary that ssh uploads when `--agent-binary` is not given: [`DIST_AGENT`], else
-/// `cryptobot-agent` next to the cryptoctl executable (the two installed side by side).
-fn default_agent_binary() -> Option<PathBuf> {
-    let dist = PathBuf::from(DIST_AGENT);
-    if dist.is_file() {
-        return Some(dist);
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.join("cryptobot-agent")).filter(|p| p.is_file())
-}
-
-fn sha256_of(path: &std::path::Path) -> anyhow::Result<deploy::Sha256Hex> {
-    let out = std::process::Command::new("sha256sum")
-        .arg("--")
-        .arg(path)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "sha256sum {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .next()
-        .unwrap_or("")
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))
-}
-
 fn agent_config(args: &DeployArgs) -> anyhow::Result<String> {
     match &args.agent_config {
         None => Ok(deploy::AGENT_CONFIG.to_owned()),
@@ -86,53 +52,10 @@ fn agent_config(args: &DeployArgs) -> anyhow::Result<String> {
     }
 }
 
-/// The plan of a deploy, before the agent binary is placed (ssh uploads it per VM).
-fn deploy_plan(
-    global: &GlobalArgs,
-    args: &DeployArgs,
-) -> anyhow::Result<(DeployPlan, Option<PathBuf>)> {
+/// The plan of a deploy, before the agent is placed (ssh uploads it per VM, Blob Storage once).
+fn deploy_plan(global: &GlobalArgs, args: &DeployArgs) -> anyhow::Result<(DeployPlan, Carry)> {
     check_user(&args.app)?;
-    let mut binary = None;
-    let (agent, sha) = if args.skip_agent {
-        (AgentSource::None, None)
-    } else if let Some(url) = &args.agent_url {
-        let sha = match (&args.agent_sha256, &args.agent_binary) {
-            (Some(s), _) => s.clone(),
-            (None, Some(b)) => sha256_of(b)?,
-            (None, None) => {
-                return Err(UsageError(
-                    "--agent-url needs --agent-sha256 (or --agent-binary to compute it)".into(),
-                )
-                .into());
-            }
-        };
-        (AgentSource::Url(url.clone()), Some(sha))
-    } else if global.transport == TransportKind::Ssh {
-        let path = match &args.agent_binary {
-            Some(p) if p.is_file() => p.clone(),
-            Some(p) => {
-                return Err(
-                    UsageError(format!("--agent-binary {}: no such file", p.display())).into(),
-                );
-            }
-            None => default_agent_binary().ok_or_else(|| {
-                UsageError(format!(
-                    "no agent binary: {DIST_AGENT} is not in the current directory and no \
-                     cryptobot-agent is next to cryptoctl; build it with `cargo xtask dist` (in \
-                     the workspace's root) or pass --agent-binary"
-                ))
-            })?,
-        };
-        let sha = sha256_of(&path)?;
-        binary = Some(path);
-        (AgentSource::Uploaded("(uploaded)".into()), Some(sha))
-    } else {
-        return Err(UsageError(
-            "run-command cannot carry the agent binary: give --agent-url and --agent-sha256, or --skip-agent"
-                .into(),
-        )
-        .into());
-    };
+    let (agent, sha, agent_kind, carry) = agent::agent_source(global, args)?;
     let plan = DeployPlan {
         rollback: false,
         app_user: args.app.app_user.as_str().to_owned(),
@@ -149,12 +72,13 @@ fn deploy_plan(
         worker_watchdog: args.worker_watchdog,
         agent,
         agent_sha256: sha,
+        agent_kind,
         agent_config: agent_config(args)?,
         force_config: args.force_config,
         gate_timeout: args.app.gate_timeout,
         commit: None,
     };
-    Ok((plan, binary))
+    Ok((plan, carry))
 }
 
 fn rollback_plan(args: &RollbackArgs) -> anyhow::Result<DeployPlan> {
@@ -171,6 +95,7 @@ fn rollback_plan(args: &RollbackArgs) -> anyhow::Result<DeployPlan> {
         worker_watchdog: None,
         agent: AgentSource::None,
         agent_sha256: None,
+        agent_kind: AgentKind::Binary,
         agent_config: deploy::AGENT_CONFIG.to_owned(),
         force_config: false,
         gate_timeout: args.app.gate_timeout,
@@ -184,8 +109,9 @@ fn print_dry_run(global: &GlobalArgs, plan: &DeployPlan) {
         println!("  - {line}");
     }
     println!("== transport: {}", global.transport.as_str());
-    println!("== script arguments ($1..$22)");
-    for (i, (name, value)) in plan.args(RUN_COMMAND_BUDGET).iter().enumerate() {
+    let args = plan.args(RUN_COMMAND_BUDGET);
+    println!("== script arguments ($1..${})", args.len());
+    for (i, (name, value)) in args.iter().enumerate() {
         let shown = if value.len() > 100 {
             format!("<{} bytes of base64>", value.len())
         } else {
@@ -246,7 +172,7 @@ async fn one(
     remote: Remote,
     vm: VirtualMachine,
     mut plan: DeployPlan,
-    binary: Option<PathBuf>,
+    carry: Carry,
     offline: bool,
     deadline: Instant,
 ) -> Outcome {
@@ -261,7 +187,21 @@ async fn one(
         out.text = format!("preflight: {e}");
         return out;
     }
-    if let Some(path) = &binary {
+    if let Carry::Staged(staged) = &carry {
+        match staged.sas(agent::sas_lifetime(plan.gate_timeout)) {
+            Ok(sas) => {
+                plan.agent = AgentSource::Blob {
+                    url: staged.url.clone(),
+                    sas: Some(sas),
+                };
+            }
+            Err(e) => {
+                out.text = format!("cannot sign the agent's SAS: {e}");
+                return out;
+            }
+        }
+    }
+    if let Carry::Upload(path) = &carry {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) => {
@@ -276,7 +216,7 @@ async fn one(
         match uploaded {
             Ok(p) => plan.agent = AgentSource::Uploaded(p),
             Err(e) => {
-                out.text = format!("copying the agent binary: {e}");
+                out.text = format!("copying the agent: {e}");
                 return out;
             }
         }
@@ -396,7 +336,7 @@ async fn run_plan(
     ctx: &Ctx,
     selection: &crate::cli::Selection,
     plan: DeployPlan,
-    binary: Option<PathBuf>,
+    carry: Carry,
     max_parallel: u16,
     offline: bool,
 ) -> anyhow::Result<u8> {
@@ -439,6 +379,13 @@ async fn run_plan(
     };
     let verb = if plan.rollback { "rollback" } else { "deploy" };
     let width = usize::from(max_parallel).max(1);
+    let per_vm = ctx.global.timeout.max(plan.gate_timeout * 3);
+    let carry = agent::stage(
+        ctx,
+        carry,
+        per_vm * u32::try_from(vms.len()).unwrap_or(u32::MAX),
+    )
+    .await?;
     if vms.len() > 1 {
         println!(
             "{verb} order (resource group, then name): {}; {}",
@@ -469,7 +416,7 @@ async fn run_plan(
                 ctx.remote.clone(),
                 vm.clone(),
                 plan.clone(),
-                binary.clone(),
+                carry.clone(),
                 offline,
                 deadline,
             );
@@ -518,12 +465,12 @@ async fn run_plan(
 
 /// `cryptoctl deploy`.
 pub(super) async fn run_deploy(ctx: &Ctx, args: &DeployArgs, offline: bool) -> anyhow::Result<u8> {
-    let (plan, binary) = deploy_plan(&ctx.global, args)?;
+    let (plan, carry) = deploy_plan(&ctx.global, args)?;
     run_plan(
         ctx,
         &args.selection,
         plan,
-        binary,
+        carry,
         args.app.max_parallel,
         offline,
     )
@@ -541,7 +488,7 @@ pub(super) async fn run_rollback(
         ctx,
         &args.selection,
         plan,
-        None,
+        Carry::Nothing,
         args.app.max_parallel,
         offline,
     )

@@ -3,21 +3,73 @@
 //! running is CRITICAL (`VM is not running: VM deallocated`); one that cannot be reached is UNKNOWN
 //! with the reason; one VM's failure never stops the others. `--restart` restarts the worker where
 //! the VM is CRITICAL with the service down, `--alert` has each agent send its alerts.
+//!
+//! `--source telemetry` ([`telemetry`]) takes the VMs from Resource Graph and their health from the
+//! agents' Application Insights telemetry instead, and asks the agents only with `--drill`.
+
+mod join;
+mod telemetry;
 
 use std::time::{Duration, Instant};
 
 use super::{Ctx, report_interrupted};
 use crate::{
     arm::{GuestAgent, VirtualMachine},
-    cli::{HealthArgs, OutputFormat, TransportKind},
-    fleet,
+    cli::{HealthArgs, OutputFormat, TransportKind, telemetry::HealthSource},
+    fleet::{self, FanOut},
     model::{ActionTaken, Status, VmHealth, last_line},
     output::{self, or_dash},
     remote::{Action, Remote, UpdateCheck},
 };
 
 pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
+    if args.telemetry.source == HealthSource::Telemetry {
+        return telemetry::run(ctx, args).await;
+    }
+    if args.telemetry.drill || !args.telemetry.scope.management_groups.is_empty() {
+        return Err(super::UsageError(
+            "--drill and --management-group go with --source telemetry".into(),
+        )
+        .into());
+    }
     let resolved = ctx.resolve(&args.selection, false).await?;
+    let fan = fan_out(ctx, args, &resolved.vms).await;
+    let mut rows = fan.results.clone();
+    let transport = ctx.global.transport;
+    for m in &resolved.missing {
+        let mut row = VmHealth::new(&m.vm, &m.resource_group, transport.as_str());
+        row.fail(Status::Unknown, m.kind, m.message.clone());
+        rows.push(row);
+    }
+    for r in &rows {
+        for w in &r.warnings {
+            eprintln!("warning: {}: {w}", r.vm);
+        }
+    }
+    print(ctx.global.output, &rows, false);
+    if let Some(code) = report_interrupted(&fan) {
+        return Ok(code);
+    }
+    if rows.is_empty() {
+        eprintln!("no VM matches the selection");
+        return Ok(Status::Unknown.exit_code());
+    }
+    Ok(Status::worst(rows.iter().map(|r| r.status)).exit_code())
+}
+
+/// The table (with a data-age column for the telemetry source) and summary line, or the JSON.
+fn print(format: OutputFormat, rows: &[VmHealth], with_age: bool) {
+    match format {
+        OutputFormat::Json => output::print_json(&rows),
+        OutputFormat::Table => {
+            println!("{}", table(rows, with_age));
+            println!("{}", summary(rows));
+        }
+    }
+}
+
+/// Asks the agent of each VM (one remote round trip, `--restart` and `--alert` as asked).
+async fn fan_out(ctx: &Ctx, args: &HealthArgs, vms: &[VirtualMachine]) -> FanOut<VmHealth> {
     let remote = ctx.remote.clone();
     let transport = ctx.global.transport;
     let (restart, alert) = (args.restart, args.alert);
@@ -29,8 +81,8 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
         ),
     });
     let timeout = ctx.global.timeout;
-    let fan = fleet::for_each(
-        &resolved.vms,
+    fleet::for_each(
+        vms,
         &ctx.limiter,
         ctx.global.timeout,
         move |vm, deadline| {
@@ -56,33 +108,7 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
             row
         },
     )
-    .await;
-    let mut rows = fan.results.clone();
-    for m in &resolved.missing {
-        let mut row = VmHealth::new(&m.vm, &m.resource_group, transport.as_str());
-        row.fail(Status::Unknown, m.kind, m.message.clone());
-        rows.push(row);
-    }
-    for r in &rows {
-        for w in &r.warnings {
-            eprintln!("warning: {}: {w}", r.vm);
-        }
-    }
-    match ctx.global.output {
-        OutputFormat::Json => output::print_json(&rows),
-        OutputFormat::Table => {
-            println!("{}", table(&rows));
-            println!("{}", summary(&rows));
-        }
-    }
-    if let Some(code) = report_interrupted(&fan) {
-        return Ok(code);
-    }
-    if rows.is_empty() {
-        eprintln!("no VM matches the selection");
-        return Ok(Status::Unknown.exit_code());
-    }
-    Ok(Status::worst(rows.iter().map(|r| r.status)).exit_code())
+    .await
 }
 
 async fn health_one(
@@ -213,8 +239,8 @@ async fn check(
     }
 }
 
-fn table(rows: &[VmHealth]) -> comfy_table::Table {
-    let mut t = output::table(&[
+fn table(rows: &[VmHealth], with_age: bool) -> comfy_table::Table {
+    let mut header = vec![
         "VM",
         "RESOURCE GROUP",
         "POWER",
@@ -224,10 +250,14 @@ fn table(rows: &[VmHealth]) -> comfy_table::Table {
         "MEMORY",
         "HEARTBEAT",
         "RESTARTS",
-        "FIRST ALERT",
-    ]);
+    ];
+    if with_age {
+        header.push("DATA AGE");
+    }
+    header.push("FIRST ALERT");
+    let mut t = output::table(&header);
     for r in rows {
-        t.add_row([
+        let mut cells = vec![
             r.vm.clone(),
             r.resource_group.clone(),
             or_dash(r.power_state.as_deref()),
@@ -243,8 +273,16 @@ fn table(rows: &[VmHealth]) -> comfy_table::Table {
                 None => "-".to_owned(),
             },
             or_dash(r.restarts),
-            output::shorten(r.reason.as_deref().unwrap_or("-"), 90),
-        ]);
+        ];
+        if with_age {
+            cells.push(match (r.source, r.data_age_seconds) {
+                (Some("agent"), _) => "live".to_owned(),
+                (_, Some(Some(s))) => join::age_text(s),
+                _ => "-".to_owned(),
+            });
+        }
+        cells.push(output::shorten(r.reason.as_deref().unwrap_or("-"), 90));
+        t.add_row(cells);
     }
     t
 }
@@ -281,7 +319,15 @@ mod tests {
             summary(&[a.clone(), b.clone()]),
             "2 VMs: 1 HEALTHY, 0 WARNING, 1 CRITICAL, 0 UNKNOWN"
         );
-        let text = table(&[a, b]).to_string();
+        let text = table(&[a.clone(), b.clone()], false).to_string();
         assert!(text.contains("VM is not running: VM deallocated"), "{text}");
+        assert!(!text.contains("DATA AGE"), "{text}");
+        let mut a = a;
+        a.data_age_seconds = Some(Some(840));
+        let text = table(&[a, b], true).to_string();
+        assert!(
+            text.contains("DATA AGE") && text.contains("14 min"),
+            "{text}"
+        );
     }
 }

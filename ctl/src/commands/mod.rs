@@ -64,7 +64,7 @@ impl Ctx {
         let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens.clone(), limiter.clone())?;
         arm.poll_interval = global.poll_interval;
         let subscription = if online {
-            let s = subscription(global.subscription.as_deref()).await?;
+            let s = subscription(global.subscription.first().map(String::as_str)).await?;
             // Fail early and once when no credential works, rather than once per VM.
             tokens.token(crate::arm::client::ARM_SCOPE).await?;
             s
@@ -133,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Deploy(a) => Some(&a.selection),
         Command::Rollback(a) => Some(&a.selection),
     };
+    cli.check_subscriptions().map_err(UsageError)?;
     if selection.is_some_and(Selection::is_empty) {
         return Err(UsageError(NOTHING_SELECTED.into()).into());
     }

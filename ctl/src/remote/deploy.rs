@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::validate::shell_quote;
+use crate::{storage::Secret, validate::shell_quote};
 
 /// The script, as shipped to the VM.
 pub const SCRIPT: &str = include_str!("deploy.sh");
@@ -52,6 +52,23 @@ pub enum AgentSource {
     Url(AgentUrl),
     /// Already copied to this path on the VM (ssh).
     Uploaded(String),
+    /// Downloaded by the VM from Azure Blob Storage: the blob's URL and its SAS (`None` until one
+    /// is made for the VM, e.g. in a dry run). The SAS is only ever passed to the script.
+    Blob {
+        /// The blob's URL, without a query.
+        url: String,
+        /// The read-only SAS query.
+        sas: Option<Secret>,
+    },
+}
+
+/// What the agent arrives as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentKind {
+    /// The portable binary, installed as `/usr/local/bin/cryptobot-agent`.
+    Binary,
+    /// The Debian package, installed with `dpkg -i` (it owns `/usr/bin/cryptobot-agent`).
+    Deb,
 }
 
 /// Everything one run of the script does.
@@ -79,6 +96,8 @@ pub struct DeployPlan {
     pub agent: AgentSource,
     /// Its SHA-256.
     pub agent_sha256: Option<Sha256Hex>,
+    /// Binary or package.
+    pub agent_kind: AgentKind,
     /// The agent's configuration file.
     pub agent_config: String,
     /// Replace a locally edited configuration.
@@ -112,7 +131,7 @@ fn flag(b: bool) -> String {
 }
 
 impl DeployPlan {
-    /// The positional arguments `$1..$22`, named; `budget` bytes of output (0: no limit).
+    /// The positional arguments `$1..$23`, named; `budget` bytes of output (0: no limit).
     pub fn args(&self, budget: usize) -> Vec<(&'static str, String)> {
         let dash = || "-".to_owned();
         vec![
@@ -155,6 +174,9 @@ impl DeployPlan {
                     AgentSource::None => dash(),
                     AgentSource::Url(u) => format!("url:{}", u.as_str()),
                     AgentSource::Uploaded(p) => format!("file:{p}"),
+                    AgentSource::Blob { url, sas } => {
+                        format!("url:{url}?{}", sas.as_ref().map_or("***", Secret::expose))
+                    }
                 },
             ),
             (
@@ -181,6 +203,14 @@ impl DeployPlan {
             ("budget", budget.to_string()),
             ("helperPath", b64(HELPER_PATH_UNIT)),
             ("helperService", b64(HELPER_SERVICE_UNIT)),
+            (
+                "agentKind",
+                match self.agent_kind {
+                    AgentKind::Binary => "bin",
+                    AgentKind::Deb => "deb",
+                }
+                .into(),
+            ),
         ]
     }
 
@@ -242,14 +272,25 @@ impl DeployPlan {
             ));
         }
         if !self.rollback && !self.skip_agent {
+            let from = match &self.agent {
+                AgentSource::None => "nowhere".to_owned(),
+                AgentSource::Url(u) => redact_url(u.as_str()),
+                AgentSource::Uploaded(_) => "an ssh upload".to_owned(),
+                AgentSource::Blob { url, .. } => format!(
+                    "{url}?*** (uploaded to Azure Blob Storage with your Entra token; each VM gets a read-only SAS for this blob, valid until shortly after the gate timeout)"
+                ),
+            };
+            let sha = self.agent_sha256.as_ref().map_or("-", |s| s.as_str());
+            let what = match self.agent_kind {
+                AgentKind::Binary => format!(
+                    "binary from {from} (sha256 {sha}), keeping the previous one as .previous; units, sysusers, polkit rule"
+                ),
+                AgentKind::Deb => format!(
+                    "Debian package from {from} (sha256 {sha}, its architecture checked against the VM's), installed with dpkg -i (the previous package kept in /var/lib/cryptobot-deploy for rollback --agent)"
+                ),
+            };
             out.push(format!(
-                "agent: binary from {} (sha256 {}), keeping the previous one as .previous; units, sysusers, polkit rule; agent.toml {}; agent.env with the alerting variables of .env",
-                match &self.agent {
-                    AgentSource::None => "nowhere".to_owned(),
-                    AgentSource::Url(u) => redact_url(u.as_str()),
-                    AgentSource::Uploaded(_) => "an ssh upload".to_owned(),
-                },
-                self.agent_sha256.as_ref().map_or("-", |s| s.as_str()),
+                "agent: {what}; agent.toml {}; agent.env with the alerting variables of .env",
                 if self.force_config {
                     "replaced"
                 } else {
@@ -270,8 +311,14 @@ impl DeployPlan {
     }
 }
 
-/// A URL with its `user:password@` replaced by `***@`, for printing.
+/// A URL with its `user:password@` replaced by `***@` and a SAS query (one with `sig=`) by `***`,
+/// for printing.
 pub fn redact_url(value: &str) -> String {
+    if let Some((before, query)) = value.split_once('?')
+        && query.split('&').any(|p| p.starts_with("sig="))
+    {
+        return format!("{}?***", redact_url(before));
+    }
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
     };
@@ -304,6 +351,7 @@ mod tests {
             worker_watchdog: None,
             agent: AgentSource::Url("https://example.com/cryptobot-agent".parse().unwrap()),
             agent_sha256: Some("ab".repeat(32).parse().unwrap()),
+            agent_kind: AgentKind::Binary,
             agent_config: AGENT_CONFIG.into(),
             force_config: false,
             gate_timeout: Duration::from_secs(300),
@@ -312,9 +360,10 @@ mod tests {
     }
 
     #[test]
-    fn twenty_two_positional_arguments_in_the_scripts_order() {
+    fn twenty_three_positional_arguments_in_the_scripts_order() {
         let args = plan().args(4000);
-        assert_eq!(args.len(), 22);
+        assert_eq!(args.len(), 23);
+        assert_eq!(args[22].1, "bin");
         let v: Vec<&str> = args.iter().map(|(_, v)| v.as_str()).collect();
         assert_eq!(v[0], "deploy");
         assert_eq!(v[4], "master");
@@ -426,6 +475,10 @@ mod tests {
             "https://github.com/x/y.git"
         );
         assert_eq!(redact_url("master"), "master");
+        assert_eq!(
+            redact_url("url:https://a.blob.core.windows.net/c/b?sp=r&sig=abc%2B"),
+            "url:https://a.blob.core.windows.net/c/b?***"
+        );
         let mut p = plan();
         p.repo_url = Some("https://u:tok@example.com/b.git".parse().unwrap());
         assert!(!p.describe().join("\n").contains("tok"));
@@ -465,6 +518,29 @@ mod tests {
         assert!(text.contains(".previous back in place"), "{text}");
         let args = p.args(0);
         assert_eq!((args[5].1.as_str(), args[6].1.as_str()), ("1", "0"));
+    }
+
+    #[test]
+    fn a_blob_source_hides_its_sas_except_from_the_script() {
+        let mut p = plan();
+        p.agent = AgentSource::Blob {
+            url: "https://a.blob.core.windows.net/c/b".into(),
+            sas: Some(Secret::new("sp=r&sig=SECRETSIG".into())),
+        };
+        p.agent_kind = AgentKind::Deb;
+        assert!(!format!("{p:?}").contains("SECRETSIG"));
+        let text = p.describe().join("\n");
+        assert!(
+            !text.contains("SECRETSIG") && text.contains("dpkg -i"),
+            "{text}"
+        );
+        let args = p.args(0);
+        assert_eq!(
+            args[10].1,
+            "url:https://a.blob.core.windows.net/c/b?sp=r&sig=SECRETSIG"
+        );
+        assert_eq!(args[22].1, "deb");
+        assert!(!redact_url(&args[10].1).contains("SECRETSIG"));
     }
 
     #[test]

@@ -14,6 +14,9 @@
 #   $18 gate timeout seconds           $19 rollback commit (- : the one before the last deploy)
 #   $20 output budget in bytes (0: unlimited)
 #   $21 restart helper path unit (b64) $22 restart helper service unit (b64)
+#   $23 agent kind: bin (the portable binary) | deb (the Debian package, installed with dpkg -i;
+#       the previous package is kept as $STATE/cryptobot-agent.previous.deb for rollback --agent)
+# A download URL may carry a SAS: it is never printed or logged.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LC_ALL=C
 export PATH LC_ALL
@@ -30,7 +33,10 @@ shift 9
 watchdog=$1 agent_src=$2 agent_sha=$3 agent_unit=$4 sysusers=$5 rules=$6 config=$7
 force_config=$8 gate_timeout=$9
 shift 9
-rb_commit=$1 budget=$2 helper_path=$3 helper_service=$4
+rb_commit=$1 budget=$2 helper_path=$3 helper_service=$4 agent_kind=${5:-bin}
+case $agent_kind in bin | deb) ;; *) agent_kind=bin ;; esac
+DEB="$STATE/cryptobot-agent.deb"
+PKG_AGENT=/usr/bin/cryptobot-agent
 case $budget in '' | *[!0-9]*) budget=0 ;; esac
 case $gate_timeout in '' | *[!0-9]*) gate_timeout=300 ;; esac
 fields="v=1 action=$mode"
@@ -170,7 +176,9 @@ sha_of() { sha256sum <"$1" 2>/dev/null | cut -d' ' -f1; }
 
 if [ "$mode" = rollback ]; then
   # Every precondition first, so a rollback that cannot happen changes nothing.
-  if [ "$skip_agent" != 1 ]; then
+  if [ "$skip_agent" != 1 ] && [ -f "$DEB.previous" ] && [ -f "$DEB" ] && [ -x "$PKG_AGENT" ]; then
+    rb_deb=1
+  elif [ "$skip_agent" != 1 ]; then
     [ -f "$AGENT.previous" ] || die "no previous agent binary at $AGENT.previous"
     [ -f "$AGENT" ] || die "no agent installed at $AGENT"
   fi
@@ -191,7 +199,20 @@ if [ "$mode" = rollback ]; then
     add commit "$app_new"
     add previous "${app_prev:--}"
   fi
-  if [ "$skip_agent" != 1 ]; then
+  if [ "${rb_deb:-0}" = 1 ]; then
+    agent_was=$(sha_of "$DEB")
+    DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$DEB.previous" >>"$log" 2>&1 ||
+      die "dpkg -i of the previous agent package failed"
+    mv -f "$DEB" "$DEB.swap" && mv -f "$DEB.previous" "$DEB" && mv -f "$DEB.swap" "$DEB.previous"
+    agent_now=$(sha_of "$DEB")
+    AGENT=$PKG_AGENT
+    say "agent package: $agent_was -> $agent_now (the replaced package is now $DEB.previous)"
+    printf '%s rollback-agent %s %s\n' "$(date +%s)" "$agent_now" "$agent_was" >>"$STATE/history"
+    add agent "$agent_now"
+    add agent_previous "$agent_was"
+    since=$(date +%s.%N)
+    systemctl restart "$AGENT_UNIT" || say "systemctl restart $AGENT_UNIT failed"
+  elif [ "$skip_agent" != 1 ]; then
     agent_was=$(sha_of "$AGENT")
     agent_swap || die "cannot put $AGENT.previous back in place"
     agent_now=$(sha_of "$AGENT")
@@ -216,6 +237,26 @@ if [ "$mode" = rollback ]; then
   die "$gate_reason"
 fi
 
+# fetch_agent URL: download to $work/agent; a refusal names the service's error code and detail
+# (Blob Storage: AuthenticationFailed for an expired or wrong SAS, ...), never the URL.
+fetch_agent() {
+  code=$(curl -sSL --max-time 300 -o "$work/agent" -w '%{http_code}' -- "$1" 2>"$work/curl-err") ||
+    die "cannot fetch the agent: $(head -c 300 "$work/curl-err" | tr '\n' ' ')"
+  case $1 in http://* | https://*) ;; *) return 0 ;; esac
+  case $code in 2??) return 0 ;; esac
+  err=$(grep -o '<Code>[^<]*</Code>' "$work/agent" 2>/dev/null | head -n 1)
+  err=${err#<Code>}
+  err=${err%</Code>}
+  detail=$(grep -o '<AuthenticationErrorDetail>[^<]*</AuthenticationErrorDetail>' "$work/agent" 2>/dev/null | head -n 1)
+  detail=${detail#<AuthenticationErrorDetail>}
+  detail=${detail%</AuthenticationErrorDetail>}
+  hint=""
+  case $detail in *"not valid in the specified time frame"*)
+    hint=" (the SAS expired before the download: check the VM's clock, or deploy again)" ;;
+  esac
+  die "the agent download was refused: HTTP $code${err:+ $err}${detail:+: $detail}$hint"
+}
+
 # --- deploy: preflight. Nothing on the VM changes before the release and the agent binary pass.
 sd_version=$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')
 case $sd_version in '' | *[!0-9]*) die "systemd is missing (systemctl --version gave nothing)" ;; esac
@@ -229,15 +270,25 @@ if [ "$skip_agent" != 1 ]; then
   case $agent_src in
     url:*)
       say "fetching the agent"
-      curl -fsSL --max-time 300 -o "$work/agent" -- "${agent_src#url:}" >>"$log" 2>&1 || die "cannot fetch the agent binary"
+      fetch_agent "${agent_src#url:}"
       ;;
     file:*) cp -- "${agent_src#file:}" "$work/agent" || die "the uploaded agent binary is missing" ;;
     *) die "no agent binary (use --agent-url over run-command)" 64 ;;
   esac
   case $agent_src in file:*) rm -f -- "${agent_src#file:}" ;; esac
-  [ "$(sha256sum <"$work/agent" | cut -d' ' -f1)" = "$agent_sha" ] || die "the agent binary's SHA-256 does not match"
+  [ "$(sha256sum <"$work/agent" | cut -d' ' -f1)" = "$agent_sha" ] ||
+    die "the agent's SHA-256 does not match (a corrupted or different file)"
   chmod 755 "$work/agent"
-  if ! "$work/agent" --version >"$work/agent-version" 2>&1; then
+  if [ "$agent_kind" = deb ]; then
+    command -v dpkg-deb >/dev/null 2>&1 || die "dpkg is missing on the VM (--agent-deb needs Debian or Ubuntu)"
+    pkg=$(dpkg-deb --field "$work/agent" Package 2>/dev/null) || die "the agent package is not a Debian package"
+    [ "$pkg" = cryptobot-agent ] || die "the package is $pkg, not cryptobot-agent"
+    pkg_arch=$(dpkg-deb --field "$work/agent" Architecture)
+    vm_arch=$(dpkg --print-architecture)
+    [ "$pkg_arch" = "$vm_arch" ] || [ "$pkg_arch" = all ] ||
+      die "the agent package is built for $pkg_arch but the VM is $vm_arch"
+    say "agent package: $pkg $(dpkg-deb --field "$work/agent" Version) ($pkg_arch)"
+  elif ! "$work/agent" --version >"$work/agent-version" 2>&1; then
     need=$(grep -o 'GLIBC_[0-9.]*' "$work/agent-version" | sort -V | tail -n 1)
     have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')
     [ -n "$need" ] &&
@@ -358,7 +409,26 @@ assert d.get("last_restart_time") is None or isinstance(d["last_restart_time"], 
 }
 
 # --- deploy: the agent ---
-if [ "$skip_agent" != 1 ]; then
+deb_changed=0
+if [ "$skip_agent" != 1 ] && [ "$agent_kind" = deb ]; then
+  [ -f "$DEB" ] && cp -f "$DEB" "$DEB.previous"
+  install -m 644 "$work/agent" "$DEB.cryptoctl-new" && mv -f "$DEB.cryptoctl-new" "$DEB" || die "cannot keep the agent package"
+  # A unit written by a binary deploy would shadow the package's: kept aside for a failed gate.
+  [ -f "$UNITS/$AGENT_UNIT" ] && mv -f "$UNITS/$AGENT_UNIT" "$STATE/binary-agent.service"
+  # An agent.toml that the package brings (none was there before it, or it is still the
+  # package's as shipped) is not a local edit: the deploy's configuration replaces it.
+  [ -f /etc/cryptobot/agent.toml ] || conf_from_package=1
+  DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$DEB" </dev/null >>"$log" 2>&1 ||
+    die "dpkg -i of the agent package failed"
+  AGENT=$PKG_AGENT
+  pkg_conf=$(dpkg-query -W -f='${Conffiles}\n' cryptobot-agent 2>/dev/null |
+    awk '$1 == "/etc/cryptobot/agent.toml" { print $2 }')
+  if [ -n "$pkg_conf" ] && [ "$(md5sum </etc/cryptobot/agent.toml 2>/dev/null | cut -d' ' -f1)" = "$pkg_conf" ]; then
+    conf_from_package=1
+  fi
+  agent_changed=1
+  deb_changed=1
+elif [ "$skip_agent" != 1 ]; then
   install -m 755 "$work/agent" "$AGENT.cryptoctl-new" || die "cannot stage the agent"
   [ -f "$AGENT" ] && ln -f "$AGENT" "$AGENT.previous"
   mv -f "$AGENT.cryptoctl-new" "$AGENT" || die "cannot install the agent"
@@ -369,12 +439,15 @@ if [ "$skip_agent" != 1 ]; then
   # The worker's restart helper, for polkit 0.105 (which ignores the rule above).
   put "$helper_path" "$UNITS/$HELPER.path" 644 || die "cannot install the restart helper"
   put "$helper_service" "$UNITS/$HELPER.service" 644 || die "cannot install the restart helper"
+fi
+if [ "$skip_agent" != 1 ]; then
   conf=/etc/cryptobot/agent.toml
   printf '%s' "$config" | base64 -d >"$work/agent.toml"
   new_sum=$(sha256sum <"$work/agent.toml" | cut -d' ' -f1)
   cur_sum=$(sha256sum <"$conf" 2>/dev/null | cut -d' ' -f1)
   last_sum=$(cat "$STATE/agent.toml.sha256" 2>/dev/null)
-  if [ ! -f "$conf" ] || [ "$force_config" = 1 ] || [ "$cur_sum" = "$last_sum" ]; then
+  if [ ! -f "$conf" ] || [ "$force_config" = 1 ] || [ "$cur_sum" = "$last_sum" ] ||
+    [ "${conf_from_package:-0}" = 1 ]; then
     put "$config" "$conf" 644 || die "cannot install $conf"
     printf '%s\n' "$new_sum" >"$STATE/agent.toml.sha256"
     add config installed
@@ -391,7 +464,9 @@ if [ "$skip_agent" != 1 ]; then
   import_old_backoff
   systemctl daemon-reload
   systemctl enable -q "$AGENT_UNIT" || die "cannot enable $AGENT_UNIT"
-  systemctl enable -q --now "$HELPER.path" || die "cannot start $HELPER.path"
+  if [ "$deb_changed" != 1 ]; then
+    systemctl enable -q --now "$HELPER.path" || die "cannot start $HELPER.path"
+  fi
   systemctl restart "$AGENT_UNIT" || say "systemctl restart $AGENT_UNIT failed"
 fi
 
@@ -415,7 +490,20 @@ if [ -n "$app_new" ] && [ -n "$app_prev" ]; then
   printf '%s rollback %s %s\n' "$(date +%s)" "$app_prev" "$app_new" >>"$STATE/history"
   [ -n "$app_prev" ] && printf '%s\n' "$app_prev" >"$STATE/previous_commit"
 fi
-if [ "$agent_changed" = 1 ] && [ -f "$AGENT.previous" ]; then
+if [ "$deb_changed" = 1 ]; then
+  if [ -f "$DEB.previous" ]; then
+    mv -f "$DEB.previous" "$DEB" &&
+      DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$DEB" >>"$log" 2>&1 &&
+      say "agent back to the previous package"
+  else
+    DEBIAN_FRONTEND=noninteractive dpkg -r cryptobot-agent >>"$log" 2>&1
+    rm -f "$DEB"
+    AGENT=/usr/local/bin/cryptobot-agent
+    [ -f "$STATE/binary-agent.service" ] && mv -f "$STATE/binary-agent.service" "$UNITS/$AGENT_UNIT"
+    systemctl daemon-reload
+    [ -x "$AGENT" ] && systemctl restart "$AGENT_UNIT" && say "agent package removed: back to the binary agent"
+  fi
+elif [ "$agent_changed" = 1 ] && [ -f "$AGENT.previous" ]; then
   mv -f "$AGENT.previous" "$AGENT" && systemctl restart "$AGENT_UNIT" && say "agent back to the previous binary"
 fi
 if [ -n "$migrated" ]; then

@@ -14,12 +14,21 @@
 //! A VM is backed by a lab VM (each script runs as root inside it: `bash -s` with the script on
 //! stdin and the parameters as `$1..`), by nothing (a synthetic VM answering a canned healthy
 //! result, for scale), or hangs (its run-commands never finish).
+//!
+//! Azure Blob Storage ([`blob`]) listens on a port of its own, also reachable at the same address
+//! from inside the lab VMs.
 
 mod api_versions;
+pub mod blob;
+pub mod fleet;
+mod graph;
 pub mod identity;
+pub mod imds;
+mod kql;
 pub mod logs;
 mod monitor;
 mod operations;
+mod query_api;
 mod routes;
 mod run;
 pub mod tls;
@@ -256,6 +265,10 @@ struct State {
     token: String,
     /// Azure Monitor resources (action groups, alert rules, components, workspaces).
     monitor: monitor::Store,
+    /// Resource Graph, the query APIs' telemetry and fleets beyond this subscription.
+    fleet: fleet::Store,
+    /// Blob Storage accounts.
+    blob: blob::Store,
 }
 
 impl State {
@@ -334,6 +347,20 @@ impl EmulatorBuilder {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let port = std_listener.local_addr().expect("address").port();
         let base = format!("https://127.0.0.1:{port}");
+        let blob_std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let blob_port = blob_std.local_addr().expect("address").port();
+        let mut blob_listeners = vec![blob_std];
+        for vm in &self.vms {
+            if let Backend::Lab(lab_vm) = &vm.backend {
+                blob_listeners.push(
+                    blob::listen_in(&lab_vm.netns, blob_port).expect("blob listener in a lab VM"),
+                );
+            }
+        }
+        for l in &blob_listeners {
+            l.set_nonblocking(true).expect("nonblocking");
+        }
+        let token = access_token(&self.claims);
         let state: Shared = Arc::new(Mutex::new(State {
             base: base.clone(),
             vms: self.vms,
@@ -345,10 +372,16 @@ impl EmulatorBuilder {
             seen: Vec::new(),
             next_id: 0,
             scripts: Vec::new(),
-            token: access_token(&self.claims),
+            blob: blob::Store::new(&token),
+            token,
             monitor: monitor::Store::default(),
+            fleet: fleet::Store::default(),
         }));
         let app = routes::router(state.clone());
+        let blob_app = axum::Router::new()
+            .fallback(blob::handle)
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+            .with_state(state.clone());
         let server = pki.server.clone();
         let server = ServerThread::spawn("azure-emulator", move |stop| {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -359,6 +392,10 @@ impl EmulatorBuilder {
                 .expect("emulator runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                for l in blob_listeners {
+                    let l = tokio::net::TcpListener::from_std(l).expect("listener");
+                    tokio::spawn(tls::serve(l, server.clone(), blob_app.clone()));
+                }
                 tokio::select! {
                     _ = tls::serve(listener, server, app) => {}
                     _ = stop => {}
@@ -368,6 +405,7 @@ impl EmulatorBuilder {
         });
         AzureEmulator {
             base,
+            blob_base: format!("https://127.0.0.1:{blob_port}"),
             ca_file,
             _dir: dir,
             state,
@@ -380,6 +418,7 @@ impl EmulatorBuilder {
 #[derive(Debug)]
 pub struct AzureEmulator {
     base: String,
+    blob_base: String,
     ca_file: PathBuf,
     _dir: tempfile::TempDir,
     state: Shared,
@@ -415,6 +454,7 @@ impl AzureEmulator {
             ("AZURE_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
             ("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION.to_owned()),
             ("CRYPTOCTL_POLL_INTERVAL", "200ms".to_owned()),
+            ("CRYPTOCTL_BLOB_ENDPOINT", self.blob_base.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -445,6 +485,26 @@ impl AzureEmulator {
     /// The access token the emulator hands out (for tests that check it is never printed).
     pub fn token(&self) -> String {
         self.state.lock().expect("state").token.clone()
+    }
+
+    /// Blob Storage: `https://127.0.0.1:PORT` (the account is the path's first segment), the same
+    /// from the host and from inside the lab VMs.
+    pub fn blob_endpoint(&self) -> &str {
+        &self.blob_base
+    }
+
+    /// Changes the Blob Storage accounts and behaviour.
+    pub fn set_storage(&self, f: impl FnOnce(&mut blob::Store)) {
+        f(&mut self.state.lock().expect("state").blob);
+    }
+
+    /// A committed blob's content.
+    pub fn blob(&self, account: &str, container: &str, name: &str) -> Option<Vec<u8>> {
+        self.state
+            .lock()
+            .expect("state")
+            .blob
+            .blob(account, container, name)
     }
 
     /// Every script run so far: (VM name, parameters).

@@ -76,19 +76,25 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let response = if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
-        let (issued, html) = {
+    let response = if let Some(r) =
+        super::query_api::handle(&state, &method, &uri, &headers, &body).await
+    {
+        r
+    } else if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
+        let (issued, html, storage) = {
             let s = state.lock().expect("state");
-            (s.token.clone(), s.faults.token_html)
+            (s.token.clone(), s.faults.token_html, s.blob.token.clone())
+        };
+        let mut form = query_pairs(&String::from_utf8_lossy(&body));
+        let issued = if super::blob::for_storage(&mut form) {
+            storage
+        } else {
+            issued
         };
         if html {
             identity::html_page()
         } else {
-            identity::token(
-                &path,
-                &query_pairs(&String::from_utf8_lossy(&body)),
-                &issued,
-            )
+            identity::token(&path, &form, &issued)
         }
     } else if method == Method::GET && path == identity::MANAGED_IDENTITY_PATH {
         identity::managed_identity(&state, &query_pairs(uri.query().unwrap_or("")), &headers).await
@@ -161,7 +167,9 @@ async fn arm(
                 .iter()
                 .find(|(k, _)| k == "api-version")
                 .map_or("", |(_, v)| v.as_str());
-            if let Some(r) = super::monitor::route(state, method, uri.path(), version, body) {
+            if let Some(r) = super::monitor::route(state, method, uri.path(), version, body)
+                .or_else(|| super::graph::route(state, method, uri.path(), version, body))
+            {
                 r
             } else {
                 match super::api_versions::refusal(uri.path(), version) {

@@ -3,7 +3,7 @@
 //! results are also written as Markdown (`--results FILE`).
 //!
 //! ```text
-//! bench [--quick] [--only crash,http,footprint,startup,fleet,growth] [--results FILE]
+//! bench [--quick] [--only crash,http,footprint,startup,fleet,growth,telemetry] [--results FILE]
 //! bench probe-http ADDR SECONDS   # internal: polls ADDR/health, prints "epoch_us status" on change
 //! ```
 
@@ -35,6 +35,7 @@ mod footprint;
 mod growth;
 mod http;
 mod startup;
+mod telemetry;
 
 use agent_vm::bench_agent_vm;
 use crash::bench_crash;
@@ -43,6 +44,7 @@ use footprint::bench_footprint;
 use growth::bench_growth;
 use http::bench_http;
 use startup::bench_startup;
+use telemetry::bench_telemetry;
 
 const WORKER: &str = "faucet_worker.service";
 
@@ -100,11 +102,12 @@ fn main() -> Result<()> {
         machine()
     );
     type Bench = fn(&Opts, &mut String) -> Result<()>;
-    let benches: [(&str, Bench); 4] = [
+    let benches: [(&str, Bench); 5] = [
         ("crash", bench_crash),
         ("http", bench_http),
         ("startup", bench_agent_vm),
         ("fleet", bench_fleet),
+        ("telemetry", bench_telemetry),
     ];
     let mut failed = Vec::new();
     for (name, f) in benches {

@@ -1,0 +1,116 @@
+//! `cryptoctl deploy --agent-deb` over ssh: the agent is installed from its Debian package (dpkg on
+//! the VM), the deploy's `agent.toml` replaces the package's as shipped, and the deploy ends
+//! healthy with the packaged agent running as its own user; a deploy of a newer package keeps the
+//! previous one, and `rollback --agent` reinstalls it.
+//!
+//! What differs from production: the newer package is the same build repacked with a higher
+//! version (`dpkg-deb -R`, then `-b`). A VM of the host's release has the build machine's root
+//! underneath; a container image's `policy-rc.d` forbidding service starts is removed in the VM,
+//! where a real VM has none.
+
+use std::path::PathBuf;
+
+use cryptobot_tests::{
+    Lab, Vm,
+    bot::FAST_AGENT_CONFIG,
+    ctl::show,
+    deploy::{DeployFleet, GROUP},
+    dist_dir,
+};
+
+fn package() -> PathBuf {
+    dist_dir().join(format!(
+        "cryptobot-agent_{}_amd64.deb",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+fn installed_version(vm: &Vm) -> String {
+    vm.sh("dpkg-query -W -f '${Version}' cryptobot-agent")
+}
+
+/// `cryptoctl deploy` over ssh with the agent's package instead of its binary.
+fn deploy_deb(f: &DeployFleet, deb: &str, args: &[&str]) -> std::process::Output {
+    f.cryptoctl(true)
+        .args(["deploy", "-g", GROUP, "--repo-url"])
+        .arg(f.repo.url())
+        .arg("--agent-config")
+        .arg(&f.config)
+        .args(["--agent-deb", deb])
+        .args(args)
+        .output()
+        .expect("cryptoctl deploy")
+}
+
+#[test]
+fn deploy_installs_the_agent_package_and_rolls_it_back() {
+    let f = DeployFleet::start(Lab::builder(), &["Bot01"], FAST_AGENT_CONFIG);
+    let vm = f.vm(1);
+    vm.sh("rm -f /usr/sbin/policy-rc.d");
+    let deb = package().display().to_string();
+    let over_ssh = [
+        "--host",
+        vm.ip.as_str(),
+        "-n",
+        "Bot01",
+        "--gate-timeout",
+        "90s",
+    ];
+
+    let out = deploy_deb(&f, &deb, &over_ssh);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(installed_version(vm), env!("CARGO_PKG_VERSION"));
+    let pid = vm.unit_property("cryptobot-agent.service", "MainPID");
+    assert_eq!(
+        vm.sh(&format!("ps -o user= -p {pid}")).trim(),
+        "cryptobot-agent"
+    );
+    let exec = vm.unit_property("cryptobot-agent.service", "ExecStart");
+    assert!(
+        exec.contains("/usr/bin/cryptobot-agent"),
+        "the package's unit runs the package's binary: {exec}"
+    );
+    let conf = vm.read_file("/etc/cryptobot/agent.toml").unwrap();
+    assert_eq!(
+        conf,
+        std::fs::read(&f.config).unwrap(),
+        "the deploy's agent.toml replaces the package's as shipped"
+    );
+
+    // A newer package, then back to the previous one.
+    let newer = format!("{}+1", env!("CARGO_PKG_VERSION"));
+    let work = tempfile::tempdir().unwrap();
+    let repacked = work.path().join("newer.deb");
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+    };
+    let tree = work.path().join("tree");
+    sh(&format!(
+        "dpkg-deb -R '{deb}' '{}' && sed -i 's/^Version: .*/Version: {newer}/' '{}/DEBIAN/control' \
+         && dpkg-deb --root-owner-group -b '{}' '{}' >/dev/null",
+        tree.display(),
+        tree.display(),
+        tree.display(),
+        repacked.display()
+    ));
+    let out = deploy_deb(&f, &repacked.display().to_string(), &over_ssh);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(installed_version(vm), newer);
+
+    let out = f
+        .cryptoctl(true)
+        .args(["rollback", "-g", GROUP, "--agent"])
+        .args(over_ssh)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(installed_version(vm), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        vm.unit_property("cryptobot-agent.service", "ActiveState"),
+        "active"
+    );
+}
