@@ -80,3 +80,23 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// `cryptoctl ARGS` against the emulator with its telemetry query APIs too
+/// (`CRYPTOCTL_QUERY_ENDPOINT`), and no query target from the test's own environment.
+pub fn run_with_query_api(emu: &AzureEmulator, args: &[&str]) -> Output {
+    cryptoctl(emu)
+        .env("CRYPTOCTL_QUERY_ENDPOINT", emu.endpoint())
+        .env_remove("CRYPTOCTL_APP_INSIGHTS")
+        .env_remove("CRYPTOCTL_WORKSPACE")
+        .args(args)
+        .output()
+        .expect("run cryptoctl")
+}
+
+/// The JSON array cryptoctl printed; panics with its output when it is not one.
+pub fn json_rows(out: &Output) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_else(|| panic!("not a JSON array: {}", show(out)))
+}

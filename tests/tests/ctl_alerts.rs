@@ -5,23 +5,13 @@
 //! test runs the agent's real telemetry sender against an ingestion endpoint in the test and checks
 //! every rule's query against what it sent, down to evaluating the queries on those rows.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
-use cryptobot_agent::{
-    alerts::{
-        Alerter,
-        appinsights::{CLOUD_ROLE, METRIC_NAMES},
-        connection_string::ConnectionString,
-        queue::Backoff,
-    },
-    config::{AlertsConfig, AppInsightsConfig},
-    daemon::testing::sample_snapshot,
-    health::Status,
-};
+use cryptobot_agent::alerts::appinsights::{CLOUD_ROLE, METRIC_NAMES};
 use cryptobot_tests::{
     azure_emulator::{
         AzureEmulator, SUBSCRIPTION,
-        logs::{Ingestion, fires, kql, now_ms, rfc3339, tables},
+        logs::{agent_envelopes, fires, kql, now_ms, tables},
     },
     ctl::{run, show},
 };
@@ -401,47 +391,10 @@ fn arms_refusal_is_shown_with_its_code_and_message() {
     no_secrets(&out);
 }
 
-/// Envelopes the agent's Application Insights sender posts to the emulator's ingestion endpoint
-/// for one report with the worker down.
-async fn agent_envelopes(host: &str) -> Vec<Value> {
-    let ingestion = Ingestion::start().await;
-    let config = AlertsConfig {
-        appinsights: Some(AppInsightsConfig {
-            connection: ConnectionString::parse(&ingestion.connection_string()).unwrap(),
-            interval: Duration::from_secs(60),
-            batch_size: 100,
-            queue_size: 1000,
-            max_age: Duration::from_secs(48 * 3600),
-            timeout: Duration::from_secs(5),
-            retry: Backoff {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(100),
-            },
-        }),
-        ..AlertsConfig::default()
-    };
-    let state = tempfile::tempdir().unwrap();
-    let alerter = Alerter::start(&config, state.path(), host);
-    // the worker is down: health.service_active is 0
-    let report = sample_snapshot(Status::Critical).report;
-    let now = serde_json::from_value(json!(rfc3339(now_ms()))).unwrap();
-    alerter.observe(&report, false, now);
-    for _ in 0..100 {
-        let seen = ingestion.envelopes();
-        let has = |t: &str| seen.iter().any(|e| e["data"]["baseType"] == t);
-        if has("MetricData") && has("AvailabilityData") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    alerter.shutdown().await;
-    ingestion.envelopes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_matches_the_telemetry_a_real_agent_sends() {
     let host = "bot-vm-07";
-    let envelopes = agent_envelopes(host).await;
+    let envelopes = agent_envelopes(host, None).await;
     let (emu, ai) = setup();
     let plan = tokio::task::spawn_blocking(move || dry_run(&emu, &ai))
         .await

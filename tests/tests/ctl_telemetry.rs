@@ -16,26 +16,9 @@ use cryptobot_tests::{
         AzureEmulator,
         fleet::{APP_ID, FleetKind, FleetSpec, FleetVm, MANAGEMENT_GROUP, fleet_subscription},
     },
-    ctl::{cryptoctl, show},
+    ctl::{json_rows, run_with_query_api, show},
 };
 use serde_json::{Value, json};
-
-fn ctl(emu: &AzureEmulator, args: &[&str]) -> Output {
-    cryptoctl(emu)
-        .env("CRYPTOCTL_QUERY_ENDPOINT", emu.endpoint())
-        .env_remove("CRYPTOCTL_APP_INSIGHTS")
-        .env_remove("CRYPTOCTL_WORKSPACE")
-        .args(args)
-        .output()
-        .expect("run cryptoctl")
-}
-
-fn json(out: &Output) -> Vec<Value> {
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_else(|| panic!("not a JSON array: {}", show(out)))
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -103,7 +86,7 @@ fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let out = ctl(&emu, &args);
+    let out = run_with_query_api(&emu, &args);
     let took = started.elapsed();
     assert_eq!(
         out.status.code(),
@@ -111,7 +94,7 @@ fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
         "CRITICAL is the worst: {}",
         stderr(&out)
     );
-    let rows = json(&out);
+    let rows = json_rows(&out);
     check_rows(&rows, &fleet);
     let count = |k: FleetKind| fleet.iter().filter(|v| v.kind == k).count();
     let err = stderr(&out);
@@ -157,7 +140,7 @@ fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
     for s in &subs {
         table_args.extend(["--subscription", s.as_str()]);
     }
-    let out = ctl(&emu, &table_args);
+    let out = run_with_query_api(&emu, &table_args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("DATA AGE"), "{text}");
     let twins = count(FleetKind::TwinHealthy);
@@ -174,7 +157,7 @@ fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
 fn drill_asks_only_the_vms_that_need_it() {
     let emu = AzureEmulator::builder().start();
     let fleet = emu.add_fleet(&FleetSpec::new(150, 1));
-    let out = ctl(
+    let out = run_with_query_api(
         &emu,
         &[
             "health",
@@ -188,7 +171,7 @@ fn drill_asks_only_the_vms_that_need_it() {
             "json",
         ],
     );
-    let rows = json(&out);
+    let rows = json_rows(&out);
     assert_eq!(rows.len(), 150, "{}", stderr(&out));
     let drilled: Vec<&FleetVm> = fleet
         .iter()
@@ -277,8 +260,8 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         MANAGEMENT_GROUP,
     ];
     // the reference run, through the management group
-    let out = ctl(&emu, &base);
-    check_rows(&json(&out), &fleet);
+    let out = run_with_query_api(&emu, &base);
+    check_rows(&json_rows(&out), &fleet);
 
     // reordered columns are read by name; throttling is waited out
     emu.set_telemetry_faults(|f| {
@@ -286,8 +269,8 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         f.query_throttle_next = 2;
         f.query_retry_after = 1;
     });
-    let out = ctl(&emu, &base);
-    check_rows(&json(&out), &fleet);
+    let out = run_with_query_api(&emu, &base);
+    check_rows(&json_rows(&out), &fleet);
     assert_eq!(emu.seen().iter().filter(|s| s.status == 429).count(), 2);
 
     // a column missing: every running VM UNKNOWN with the reason, the deallocated ones CRITICAL
@@ -295,8 +278,8 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         f.query_reverse_columns = false;
         f.query_drop_column = Some("signal".into());
     });
-    let out = ctl(&emu, &base);
-    for r in json(&out) {
+    let out = run_with_query_api(&emu, &base);
+    for r in json_rows(&out) {
         if r["power_state"] == "running" {
             assert_eq!(r["status"], "UNKNOWN", "{r:#}");
             assert_eq!(
@@ -313,13 +296,13 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         f.query_drop_column = None;
         f.query_partial = true;
     });
-    let out = ctl(&emu, &base);
+    let out = run_with_query_api(&emu, &base);
     assert!(
         stderr(&out).contains("the telemetry query answered in part (PartialError"),
         "{}",
         stderr(&out)
     );
-    let rows = json(&out);
+    let rows = json_rows(&out);
     for vm in &fleet {
         let r = rows
             .iter()
@@ -342,9 +325,9 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         f.graph_truncate = true;
         f.graph_page_limit = 30;
     });
-    let out = ctl(&emu, &base);
+    let out = run_with_query_api(&emu, &base);
     assert!(matches!(out.status.code(), Some(2 | 3)), "{}", show(&out));
-    let rows = json(&out);
+    let rows = json_rows(&out);
     assert_eq!(rows.len(), 31, "30 VMs and the reason the rest are missing");
     let last = rows.last().unwrap();
     assert_eq!(last["status"], "UNKNOWN");
@@ -364,8 +347,8 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
     // (after the last run's quota window has passed)
     std::thread::sleep(Duration::from_secs(5));
     let before = emu.telemetry_stats();
-    let out = ctl(&emu, &base);
-    check_rows(&json(&out), &fleet);
+    let out = run_with_query_api(&emu, &base);
+    check_rows(&json_rows(&out), &fleet);
     let after = emu.telemetry_stats();
     assert_eq!(
         after.graph_requests - before.graph_requests,

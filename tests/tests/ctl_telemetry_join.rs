@@ -5,16 +5,10 @@
 //! no IMDS; `vms --inventory resource-graph` across subscriptions gives the rows Resource
 //! Manager's lists give; usage errors of the new options.
 
-use std::{process::Output, time::Duration};
+use std::process::Output;
 
 use cryptobot_agent::{
-    alerts::{
-        Alerter,
-        appinsights::{METRIC_NAMES, RESOURCE_ID_PROPERTY},
-        connection_string::ConnectionString,
-        queue::Backoff,
-    },
-    config::{AlertsConfig, AppInsightsConfig, ImdsConfig},
+    alerts::appinsights::{METRIC_NAMES, RESOURCE_ID_PROPERTY},
     daemon::testing::sample_snapshot,
     health::Status,
 };
@@ -23,28 +17,11 @@ use cryptobot_tests::{
         AzureEmulator, EmulatedVm, SUBSCRIPTION,
         fleet::{APP_ID, WORKSPACE_ID, fleet_subscription, vm_resource_id},
         imds::{self, Imds},
-        logs::{Ingestion, now_ms, rfc3339},
+        logs::agent_envelopes,
     },
-    ctl::{cryptoctl, show},
+    ctl::{json_rows, run_with_query_api, show},
 };
-use serde_json::{Value, json};
-
-fn ctl(emu: &AzureEmulator, args: &[&str]) -> Output {
-    cryptoctl(emu)
-        .env("CRYPTOCTL_QUERY_ENDPOINT", emu.endpoint())
-        .env_remove("CRYPTOCTL_APP_INSIGHTS")
-        .env_remove("CRYPTOCTL_WORKSPACE")
-        .args(args)
-        .output()
-        .expect("run cryptoctl")
-}
-
-fn json(out: &Output) -> Vec<Value> {
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_else(|| panic!("not a JSON array: {}", show(out)))
-}
+use serde_json::json;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -64,7 +41,7 @@ fn vms_from_resource_graph_across_subscriptions() {
         EmulatedVm::synthetic("lin01", "RG").tag("role", "bot"),
     );
     emu.add_graph_vm(&other, EmulatedVm::synthetic("far01", "FAR-RG"));
-    let out = ctl(
+    let out = run_with_query_api(
         &emu,
         &[
             "vms",
@@ -83,7 +60,7 @@ fn vms_from_resource_graph_across_subscriptions() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let rows = json(&out);
+    let rows = json_rows(&out);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
@@ -96,7 +73,7 @@ fn vms_from_resource_graph_across_subscriptions() {
     assert_eq!(rows[0]["size"], "Standard_B2s");
     assert_eq!(rows[0]["os_type"], "Linux");
     // the same rows as Resource Manager's lists and instance views, for the own subscription
-    let graph = ctl(
+    let graph = run_with_query_api(
         &emu,
         &[
             "vms",
@@ -108,14 +85,14 @@ fn vms_from_resource_graph_across_subscriptions() {
             "json",
         ],
     );
-    let arm = ctl(&emu, &["vms", "-g", "RG", "-o", "json"]);
-    assert_eq!(json(&graph), json(&arm), "{}", show(&graph));
+    let arm = run_with_query_api(&emu, &["vms", "-g", "RG", "-o", "json"]);
+    assert_eq!(json_rows(&graph), json_rows(&arm), "{}", show(&graph));
     assert!(emu.seen().iter().any(|s| {
         s.uri
             .starts_with("/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01")
     }));
     // a VM named that is not there
-    let out = ctl(
+    let out = run_with_query_api(
         &emu,
         &["vms", "--inventory", "resource-graph", "-n", "gone01"],
     );
@@ -173,7 +150,7 @@ fn usage_errors_contact_nothing() {
             "bad name",
         ],
     ] {
-        let out = ctl(&emu, &args);
+        let out = run_with_query_api(&emu, &args);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
     }
     assert!(
@@ -186,46 +163,6 @@ fn usage_errors_contact_nothing() {
     );
 }
 
-/// The envelopes the agent's real Application Insights sender posts for a report with the worker
-/// down, reading its identity from `imds` (or from nothing listening).
-async fn agent_envelopes(host: &str, imds_endpoint: &str) -> Vec<Value> {
-    let ingestion = Ingestion::start().await;
-    let config = AlertsConfig {
-        appinsights: Some(AppInsightsConfig {
-            connection: ConnectionString::parse(&ingestion.connection_string()).unwrap(),
-            interval: Duration::from_secs(60),
-            batch_size: 100,
-            queue_size: 1000,
-            max_age: Duration::from_secs(48 * 3600),
-            timeout: Duration::from_secs(5),
-            retry: Backoff {
-                initial: Duration::from_millis(20),
-                max: Duration::from_millis(100),
-            },
-        }),
-        imds: ImdsConfig {
-            endpoint: Some(imds_endpoint.to_owned()),
-            ..ImdsConfig::default()
-        },
-        ..AlertsConfig::default()
-    };
-    let state = tempfile::tempdir().unwrap();
-    let alerter = Alerter::start(&config, state.path(), host);
-    let report = sample_snapshot(Status::Critical).report;
-    let now = serde_json::from_value(json!(rfc3339(now_ms()))).unwrap();
-    alerter.observe(&report, false, now);
-    for _ in 0..200 {
-        let seen = ingestion.envelopes();
-        let has = |t: &str| seen.iter().any(|e| e["data"]["baseType"] == t);
-        if has("MetricData") && has("AvailabilityData") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    alerter.shutdown().await;
-    ingestion.envelopes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agents_own_telemetry_joins_its_vm_exactly() {
     let emu = AzureEmulator::builder()
@@ -236,7 +173,7 @@ async fn the_agents_own_telemetry_joins_its_vm_exactly() {
     // IMDS gives the id in its own case; ARM compares ids case-insensitively
     let imds = Imds::start(imds::compute(SUBSCRIPTION, "bots-a", "bot01", "westeurope")).await;
     imds.fail_next(&[410]);
-    let envelopes = agent_envelopes("bot01", &imds.endpoint()).await;
+    let envelopes = agent_envelopes("bot01", Some(&imds.endpoint())).await;
     let id = vm_resource_id(SUBSCRIPTION, "bots-a", "bot01");
     assert!(!envelopes.is_empty());
     for e in &envelopes {
@@ -259,7 +196,7 @@ async fn the_agents_own_telemetry_joins_its_vm_exactly() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let solo = agent_envelopes("solo01", &nowhere).await;
+    let solo = agent_envelopes("solo01", Some(&nowhere)).await;
     assert!(
         solo.iter()
             .all(|e| e["data"]["baseData"]["properties"][RESOURCE_ID_PROPERTY].is_null())
@@ -270,7 +207,7 @@ async fn the_agents_own_telemetry_joins_its_vm_exactly() {
     let report = sample_snapshot(Status::Critical).report;
     for (flag, value) in [("--app-insights", APP_ID), ("--workspace", WORKSPACE_ID)] {
         let out = tokio::task::block_in_place(|| {
-            ctl(
+            run_with_query_api(
                 &emu,
                 &[
                     "health",
@@ -287,7 +224,7 @@ async fn the_agents_own_telemetry_joins_its_vm_exactly() {
                 ],
             )
         });
-        let rows = json(&out);
+        let rows = json_rows(&out);
         let row = |rg: &str, name: &str| {
             rows.iter()
                 .find(|r| r["resource_group"] == rg && r["vm"] == name)

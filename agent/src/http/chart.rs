@@ -216,6 +216,16 @@ mod tests {
         }
     }
 
+    /// The `x2`/`y2` attribute of the projection's line.
+    fn projection_end(svg: &str, attr: &str) -> f64 {
+        let line = svg
+            .split("class=\"projection\"")
+            .nth(1)
+            .expect("a projection");
+        let value = line.split(&format!("{attr}=\"")).nth(1).expect(attr);
+        value.split('"').next().unwrap().parse().unwrap()
+    }
+
     #[test]
     fn a_projection_extends_the_axis_and_heads_for_full() {
         let points: Vec<_> = (0..=6).map(|i| (t(i * 10), Some(60 + i as u8))).collect();
@@ -228,25 +238,7 @@ mod tests {
         assert!(svg.contains("/ full in about 1 day"), "{svg}");
         // The history keeps half the width: its last point is in the middle.
         assert!(svg.contains("66%"), "{svg}");
-        let line = svg.split("class=\"projection\"").nth(1).unwrap();
-        let x2: f64 = line
-            .split("x2=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let y2: f64 = line
-            .split("y2=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (x2, y2) = (projection_end(&svg, "x2"), projection_end(&svg, "y2"));
         assert!(
             (x2 - (WIDTH - RIGHT)).abs() < 0.2,
             "the line runs to the end of the axis: {x2}"
@@ -261,16 +253,7 @@ mod tests {
             label: "full".into(),
         };
         let svg = percent_chart("Disk", "#0969da", &points, Some(&soon));
-        let line = svg.split("class=\"projection\"").nth(1).unwrap();
-        let y2: f64 = line
-            .split("y2=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let y2 = projection_end(&svg, "y2");
         assert!(
             (y2 - TOP).abs() < 0.2,
             "within the axis it reaches 100 %: {y2}"

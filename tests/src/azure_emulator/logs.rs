@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{Json, Router, extract::State, routing::post};
@@ -252,4 +252,52 @@ pub fn fires(condition: &Value, rows: &[BTreeMap<String, Value>]) -> Vec<String>
         })
         .map(|(k, _)| k)
         .collect()
+}
+
+/// The envelopes the agent's real Application Insights sender posts to a fresh ingestion endpoint
+/// for one report with the worker down. `imds_endpoint` is where the agent asks its VM's identity
+/// (`None`: the default, which asks nothing off Azure).
+pub async fn agent_envelopes(host: &str, imds_endpoint: Option<&str>) -> Vec<Value> {
+    use cryptobot_agent::{
+        alerts::{Alerter, connection_string::ConnectionString, queue::Backoff},
+        config::{AlertsConfig, AppInsightsConfig, ImdsConfig},
+        daemon::testing::sample_snapshot,
+        health::Status,
+    };
+    let ingestion = Ingestion::start().await;
+    let config = AlertsConfig {
+        appinsights: Some(AppInsightsConfig {
+            connection: ConnectionString::parse(&ingestion.connection_string()).unwrap(),
+            interval: Duration::from_secs(60),
+            batch_size: 100,
+            queue_size: 1000,
+            max_age: Duration::from_secs(48 * 3600),
+            timeout: Duration::from_secs(5),
+            retry: Backoff {
+                initial: Duration::from_millis(20),
+                max: Duration::from_millis(100),
+            },
+        }),
+        imds: ImdsConfig {
+            endpoint: imds_endpoint.map(str::to_owned),
+            ..ImdsConfig::default()
+        },
+        ..AlertsConfig::default()
+    };
+    let state = tempfile::tempdir().unwrap();
+    let alerter = Alerter::start(&config, state.path(), host);
+    let report = sample_snapshot(Status::Critical).report;
+    let now = serde_json::from_value(json!(rfc3339(now_ms()))).unwrap();
+    alerter.observe(&report, false, now);
+    // The sender posts on its own task; wait (bounded) until both kinds have arrived.
+    for _ in 0..200 {
+        let seen = ingestion.envelopes();
+        let has = |t: &str| seen.iter().any(|e| e["data"]["baseType"] == t);
+        if has("MetricData") && has("AvailabilityData") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alerter.shutdown().await;
+    ingestion.envelopes()
 }
