@@ -283,6 +283,9 @@ if [ "$skip_agent" != 1 ]; then
     command -v dpkg-deb >/dev/null 2>&1 || die "dpkg is missing on the VM (--agent-deb needs Debian or Ubuntu)"
     pkg=$(dpkg-deb --field "$work/agent" Package 2>/dev/null) || die "the agent package is not a Debian package"
     [ "$pkg" = cryptobot-agent ] || die "the package is $pkg, not cryptobot-agent"
+    # Its header may be intact while the rest is not: read every file in it before any change.
+    dpkg-deb --contents "$work/agent" >/dev/null 2>&1 ||
+      die "the agent package is damaged (dpkg-deb cannot read its contents)"
     pkg_arch=$(dpkg-deb --field "$work/agent" Architecture)
     vm_arch=$(dpkg --print-architecture)
     [ "$pkg_arch" = "$vm_arch" ] || [ "$pkg_arch" = all ] ||
