@@ -137,3 +137,15 @@ pub fn json_of(output: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// Panics, naming the Debian package, when `tool` is not installed (tests/setup.sh installs it).
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{tool} is not installed: apt-get install {package} (tests/setup.sh does)"
+    );
+}

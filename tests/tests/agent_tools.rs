@@ -13,25 +13,14 @@ use std::{
 use cryptobot_tests::{
     Lab,
     agent::{kill_worker, start_agent},
-    wait_until,
+    require_tool, wait_until,
 };
 
 const CONFIG: &str = "[daemon]\ninterval = \"1m\"\n[restart]\nenabled = false\n[http]\npublic = true\n[grpc]\ntcp_listen = \"0.0.0.0:50051\"\n";
 
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "{tool} is not installed: apt-get install {package} (tests/setup.sh does)"
-    );
-}
-
 #[test]
 fn promtool_accepts_the_agents_metrics() {
-    require("promtool", "prometheus");
+    require_tool("promtool", "prometheus");
     let lab = Lab::start(1);
     let vm = lab.vm(1);
     start_agent(vm, CONFIG, 5);
@@ -119,7 +108,7 @@ fn a_python_grpc_health_client_sees_serving_then_not_serving() {
 
 #[test]
 fn chromium_renders_the_status_page_of_a_running_agent() {
-    require("chromium", "chromium");
+    require_tool("chromium", "chromium");
     let lab = Lab::start(1);
     let vm = lab.vm(1);
     start_agent(vm, CONFIG, 5);

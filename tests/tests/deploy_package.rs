@@ -81,24 +81,12 @@ fn deploy_installs_the_agent_package_and_rolls_it_back() {
     // A newer package, then back to the previous one.
     let newer = format!("{}+1", env!("CARGO_PKG_VERSION"));
     let work = tempfile::tempdir().unwrap();
-    let repacked = work.path().join("newer.deb");
-    let sh = |script: &str| {
-        let out = std::process::Command::new("sh")
-            .args(["-c", script])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{script}: {out:?}");
-    };
-    let tree = work.path().join("tree");
-    sh(&format!(
-        "dpkg-deb -R '{deb}' '{}' && sed -i 's/^Version: .*/Version: {newer}/' '{}/DEBIAN/control' \
-         && dpkg-deb --root-owner-group -b '{}' '{}' >/dev/null",
-        tree.display(),
-        tree.display(),
-        tree.display(),
-        repacked.display()
-    ));
-    let out = deploy_deb(&f, &repacked.display().to_string(), &over_ssh);
+    let repacked = repack(
+        work.path(),
+        "newer.deb",
+        &format!("sed -i 's/^Version: .*/Version: {newer}/' control"),
+    );
+    let out = deploy_deb(&f, &repacked, &over_ssh);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(installed_version(vm), newer);
 

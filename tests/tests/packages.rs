@@ -14,7 +14,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use cryptobot_tests::{Lab, Release, Vm, dist_dir, wait_until};
+use cryptobot_tests::{Lab, Release, Vm, dist_dir, require_tool, wait_until};
 
 const AGENT: &str = "cryptobot-agent.service";
 const CONFIG: &str = "/etc/cryptobot/agent.toml";
@@ -30,17 +30,9 @@ fn package(name: &str) -> PathBuf {
     deb
 }
 
-fn require(tool: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "{tool} is missing: run tests/setup.sh");
-}
-
 #[test]
 fn lintian_accepts_both_packages() {
-    require("lintian");
+    require_tool("lintian", "lintian");
     for name in ["cryptobot-agent", "cryptoctl"] {
         let out = std::process::Command::new("lintian")
             .args(["--fail-on", "error,warning", "--no-tag-display-limit"])
@@ -201,7 +193,7 @@ fn agent_package_on_debian_13() {
 /// that loader, as pressing Tab does, then asks `complete -p`.
 #[test]
 fn cryptoctl_package_brings_completions_and_man_pages() {
-    require("man");
+    require_tool("man", "man-db");
     let lab = Lab::builder().worker(false).start();
     let vm = lab.vm(1);
     let deb = package("cryptoctl");

@@ -21,16 +21,7 @@ use std::{
     process::{Command, Output},
 };
 
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "{tool} is not installed: apt-get install {package} (tests/setup.sh does)"
-    );
-}
+use cryptobot_tests::require_tool;
 
 fn prometheus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
@@ -38,7 +29,7 @@ fn prometheus_dir() -> PathBuf {
 
 /// Runs promtool with `args` in `dir` and asserts that it succeeds, showing its output if not.
 fn promtool(dir: &Path, args: &[&str]) -> Output {
-    require("promtool", "prometheus");
+    require_tool("promtool", "prometheus");
     let out = Command::new("promtool")
         .args(args)
         .current_dir(dir)

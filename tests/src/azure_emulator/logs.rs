@@ -22,14 +22,19 @@ pub struct Ingestion {
     /// `127.0.0.1:PORT`.
     pub addr: std::net::SocketAddr,
     envelopes: Arc<Mutex<Vec<Value>>>,
+    /// Bumped after each batch is stored, so a test can await arrivals.
+    arrived: tokio::sync::watch::Sender<u64>,
 }
 
+type Received = (Arc<Mutex<Vec<Value>>>, tokio::sync::watch::Sender<u64>);
+
 async fn track(
-    State(got): State<Arc<Mutex<Vec<Value>>>>,
+    State((got, arrived)): State<Received>,
     Json(batch): Json<Vec<Value>>,
 ) -> Json<Value> {
     let n = batch.len();
     got.lock().expect("envelopes").extend(batch);
+    arrived.send_modify(|c| *c += 1);
     Json(json!({"itemsReceived": n, "itemsAccepted": n, "errors": []}))
 }
 
@@ -37,15 +42,20 @@ impl Ingestion {
     /// Starts one on the current tokio runtime.
     pub async fn start() -> Ingestion {
         let envelopes: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let arrived = tokio::sync::watch::Sender::new(0);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("address");
         let app = Router::new()
             .route("/v2.1/track", post(track))
-            .with_state(envelopes.clone());
+            .with_state((envelopes.clone(), arrived.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ingestion { addr, envelopes }
+        Ingestion {
+            addr,
+            envelopes,
+            arrived,
+        }
     }
 
     /// A connection string pointing here.
@@ -54,6 +64,20 @@ impl Ingestion {
             "InstrumentationKey=00000000-0000-0000-0000-000000000001;IngestionEndpoint=http://{}/",
             self.addr
         )
+    }
+
+    /// Waits (at most `timeout`) until the envelopes received satisfy `done`; returns them.
+    pub async fn wait_for(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut arrivals = self.arrived.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            while !done(&self.envelopes()) {
+                if arrivals.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.envelopes()
     }
 
     /// Every envelope received so far.
@@ -289,15 +313,12 @@ pub async fn agent_envelopes(host: &str, imds_endpoint: Option<&str>) -> Vec<Val
     let report = sample_snapshot(Status::Critical).report;
     let now = serde_json::from_value(json!(rfc3339(now_ms()))).unwrap();
     alerter.observe(&report, false, now);
-    // The sender posts on its own task; wait (bounded) until both kinds have arrived.
-    for _ in 0..200 {
-        let seen = ingestion.envelopes();
+    // The sender posts on its own task: await both kinds.
+    let both = |seen: &[Value]| {
         let has = |t: &str| seen.iter().any(|e| e["data"]["baseType"] == t);
-        if has("MetricData") && has("AvailabilityData") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        has("MetricData") && has("AvailabilityData")
+    };
+    ingestion.wait_for(Duration::from_secs(10), both).await;
     alerter.shutdown().await;
     ingestion.envelopes()
 }
