@@ -45,8 +45,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Azure subscription id [default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default];
-    /// repeatable where the VMs come from Resource Graph (`health --source telemetry`,
-    /// `vms --inventory resource-graph`)
+    /// repeatable where the VMs come from Resource Graph (`vms`, `health --source telemetry`)
     #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID")]
     pub subscription: Vec<String>,
 
@@ -288,7 +287,7 @@ pub struct VmsArgs {
     #[command(flatten)]
     pub selection: Selection,
     /// Where the list comes from
-    #[arg(long, value_enum, default_value_t = telemetry::Inventory::Arm)]
+    #[arg(long, value_enum, default_value_t = telemetry::Inventory::ResourceGraph)]
     pub inventory: telemetry::Inventory,
     #[command(flatten)]
     pub scope: telemetry::GraphScopeArgs,
@@ -306,7 +305,7 @@ impl Cli {
         if self.global.subscription.len() > 1 && !graph {
             return Err(
                 "several --subscription values need Resource Graph: use them with \
-                 `health --source telemetry` or `vms --inventory resource-graph`"
+                 `vms` (not with --inventory arm) or `health --source telemetry`"
                     .into(),
             );
         }

@@ -222,8 +222,11 @@ fn links_to_another_host_are_refused_before_the_token_goes_there() {
         foreign_links: Some(elsewhere),
         ..Faults::default()
     });
-    // nextLink of the VM list
-    let out = cryptoctl(&emu).args(["vms", "--all"]).output().unwrap();
+    // nextLink of Resource Manager's VM list (Resource Graph, the default, pages by $skipToken)
+    let out = cryptoctl(&emu)
+        .args(["vms", "--inventory", "arm", "--all"])
+        .output()
+        .unwrap();
     let said = show(&out);
     assert_ne!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("refusing to follow a link outside"), "{said}");

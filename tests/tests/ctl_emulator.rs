@@ -29,7 +29,11 @@ fn vms_follows_next_link_across_pages() {
     let emu = b
         .vm(EmulatedVm::synthetic("off01", "RG-A").power("deallocated"))
         .start();
-    let out = run(&emu, &["vms", "--all", "--output", "json"]);
+    // Resource Manager's lists, not the default Resource Graph query
+    let out = run(
+        &emu,
+        &["vms", "--inventory", "arm", "--all", "--output", "json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v = json(&out);
     let names: Vec<&str> = v
@@ -51,7 +55,7 @@ fn vms_follows_next_link_across_pages() {
         .count();
     assert_eq!(list_calls, 3, "6 VMs in pages of 2");
     // per resource group, also paged
-    let out = run(&emu, &["vms", "-g", "RG-A"]);
+    let out = run(&emu, &["vms", "--inventory", "arm", "-g", "RG-A"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("node05") && !text.contains("node02"),

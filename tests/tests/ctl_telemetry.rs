@@ -3,7 +3,7 @@
 //! pages and one query; `--drill` asks only the VMs that need it; bad answers (a truncated
 //! inventory, missing or reordered columns, a partial answer, throttling, a small quota) give
 //! correct rows or UNKNOWN with the reason. (`ctl_telemetry_join.rs`: the agent's own telemetry,
-//! `vms --inventory resource-graph`, usage errors.)
+//! `vms` from Resource Graph, usage errors.)
 
 use std::{
     collections::HashMap,

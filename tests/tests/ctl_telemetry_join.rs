@@ -2,8 +2,8 @@
 //! identity from an emulated IMDS, makes telemetry that `cryptoctl health --source telemetry`
 //! (Application Insights and Log Analytics schemas) joins with its VM exactly, apart from a VM of
 //! the same name in another resource group, and by host name only (saying so) when the agent had
-//! no IMDS; `vms --inventory resource-graph` across subscriptions gives the rows Resource
-//! Manager's lists give; usage errors of the new options.
+//! no IMDS; `vms` (Resource Graph by default) across subscriptions gives the rows Resource
+//! Manager's lists give (`vms --inventory arm`); usage errors of the new options.
 
 use std::process::Output;
 
@@ -45,8 +45,6 @@ fn vms_from_resource_graph_across_subscriptions() {
         &emu,
         &[
             "vms",
-            "--inventory",
-            "resource-graph",
             "--subscription",
             SUBSCRIPTION,
             "--subscription",
@@ -73,29 +71,30 @@ fn vms_from_resource_graph_across_subscriptions() {
     assert_eq!(rows[0]["size"], "Standard_B2s");
     assert_eq!(rows[0]["os_type"], "Linux");
     // the same rows as Resource Manager's lists and instance views, for the own subscription
-    let graph = run_with_query_api(
-        &emu,
-        &[
-            "vms",
-            "--inventory",
-            "resource-graph",
-            "-g",
-            "RG",
-            "-o",
-            "json",
-        ],
+    let before = emu.seen().len();
+    let graph = run_with_query_api(&emu, &["vms", "-g", "RG", "-o", "json"]);
+    let by_default: Vec<String> = emu.seen()[before..]
+        .iter()
+        .filter(|s| !s.uri.ends_with("/oauth2/v2.0/token"))
+        .map(|s| s.uri.clone())
+        .collect();
+    assert!(
+        by_default
+            .iter()
+            .all(|u| u.starts_with("/providers/Microsoft.ResourceGraph/resources?")),
+        "vms asks Resource Graph by default, and nothing per VM: {by_default:#?}"
     );
-    let arm = run_with_query_api(&emu, &["vms", "-g", "RG", "-o", "json"]);
+    let arm = run_with_query_api(
+        &emu,
+        &["vms", "--inventory", "arm", "-g", "RG", "-o", "json"],
+    );
     assert_eq!(json_rows(&graph), json_rows(&arm), "{}", show(&graph));
     assert!(emu.seen().iter().any(|s| {
         s.uri
             .starts_with("/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01")
     }));
     // a VM named that is not there
-    let out = run_with_query_api(
-        &emu,
-        &["vms", "--inventory", "resource-graph", "-n", "gone01"],
-    );
+    let out = run_with_query_api(&emu, &["vms", "-n", "gone01"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(
         stderr(&out).contains("VM gone01 not found"),
@@ -138,7 +137,7 @@ fn usage_errors_contact_nothing() {
             "--subscription",
             &fleet_subscription(1),
         ],
-        vec!["vms", "--management-group", "mg"],
+        vec!["vms", "--inventory", "arm", "--management-group", "mg"],
         vec![
             "health",
             "--all",

@@ -1,7 +1,7 @@
 //! `cryptoctl vms`: the selected VMs (every VM of the subscription without a selection) with
-//! resource group, location, size and power state: from Resource Manager's lists and each VM's
-//! instance view (`--inventory arm`), or from one paged Resource Graph query across subscriptions
-//! or management groups (`--inventory resource-graph`).
+//! resource group, location, size and power state: from one paged Resource Graph query across
+//! subscriptions or management groups (the default), or from Resource Manager's lists and each
+//! VM's instance view (`--inventory arm`).
 
 use std::collections::BTreeMap;
 
@@ -32,9 +32,10 @@ pub(super) async fn run(ctx: &Ctx, args: &VmsArgs) -> anyhow::Result<u8> {
         return from_graph(ctx, args).await;
     }
     if !args.scope.management_groups.is_empty() {
-        return Err(
-            UsageError("--management-group needs --inventory resource-graph".into()).into(),
-        );
+        return Err(UsageError(
+            "--management-group needs Resource Graph (not --inventory arm)".into(),
+        )
+        .into());
     }
     let resolved = ctx.resolve(&args.selection, true).await?;
     let arm = ctx.arm.clone();
