@@ -294,6 +294,22 @@ pub struct VmsArgs {
 }
 
 impl Cli {
+    /// Whether the command's VMs come from Resource Graph over `--management-group`s, where no
+    /// subscription is needed.
+    pub fn scoped_by_management_groups(&self) -> bool {
+        match &self.command {
+            Command::Health(h) => {
+                h.telemetry.source == telemetry::HealthSource::Telemetry
+                    && !h.telemetry.scope.management_groups.is_empty()
+            }
+            Command::Vms(v) => {
+                v.inventory == telemetry::Inventory::ResourceGraph
+                    && !v.scope.management_groups.is_empty()
+            }
+            _ => false,
+        }
+    }
+
     /// Several `--subscription`s are a usage error except where the VMs come from Resource
     /// Graph, which queries them all at once.
     pub fn check_subscriptions(&self) -> Result<(), String> {

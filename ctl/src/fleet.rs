@@ -149,11 +149,11 @@ pub struct Inventory {
     pub malformed: usize,
 }
 
-/// The Resource Graph scope: the management groups when given, else every `--subscription`
-/// (validated, without repeats), else `default`.
+/// The Resource Graph scope: the management groups when given (`--subscription` then plays no
+/// part), else every `--subscription` (validated, without repeats), else `default`.
 pub fn graph_scope(
     subscriptions: &[String],
-    default: &SubscriptionId,
+    default: Option<&SubscriptionId>,
     management_groups: &[ManagementGroupName],
 ) -> Result<GraphScope, InvalidValue> {
     let mut subs: Vec<String> = Vec::new();
@@ -163,8 +163,12 @@ pub fn graph_scope(
             subs.push(id.to_string());
         }
     }
-    if subs.is_empty() {
-        subs.push(default.to_string());
+    if !management_groups.is_empty() {
+        subs.clear();
+    } else if subs.is_empty()
+        && let Some(d) = default
+    {
+        subs.push(d.to_string());
     }
     Ok(GraphScope {
         subscriptions: subs,

@@ -309,7 +309,7 @@ async fn print_account(ctx: &Ctx) -> anyhow::Result<()> {
         ),
     }
     drop(token);
-    let id = ctx.subscription.as_str();
+    let id = ctx.subscription()?.as_str();
     let endpoint = &ctx.global.arm_endpoint;
     match ctx.arm.subscription(id, deadline).await {
         Ok(sub) => {

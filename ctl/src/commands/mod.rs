@@ -35,8 +35,9 @@ pub struct UsageError(pub String);
 pub struct Ctx {
     /// Resource Manager.
     pub arm: ArmClient,
-    /// The subscription.
-    pub subscription: SubscriptionId,
+    /// The subscription: the first `--subscription`, else the Azure CLI's default; `None` only
+    /// where Resource Graph's scope is management groups and no `--subscription` was given.
+    pub subscription: Option<SubscriptionId>,
     /// Runs actions on VMs.
     pub remote: Remote,
     /// Concurrency.
@@ -48,29 +49,36 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn new(global: &GlobalArgs) -> anyhow::Result<Ctx> {
-        Ctx::build(global, true).await
+    /// A context for Azure; `subscription_needed` is false when management groups are the scope.
+    async fn new(global: &GlobalArgs, subscription_needed: bool) -> anyhow::Result<Ctx> {
+        Ctx::build(global, true, subscription_needed).await
     }
 
     /// A context that never calls Azure (ssh with `--host`): no credential or subscription lookup.
     async fn offline(global: &GlobalArgs) -> anyhow::Result<Ctx> {
-        Ctx::build(global, false).await
+        Ctx::build(global, false, false).await
     }
 
-    async fn build(global: &GlobalArgs, online: bool) -> anyhow::Result<Ctx> {
+    async fn build(
+        global: &GlobalArgs,
+        online: bool,
+        subscription_needed: bool,
+    ) -> anyhow::Result<Ctx> {
         let http = crate::tls::http_client()?;
         let limiter = Limiter::new(usize::from(global.concurrency));
         let tokens = Arc::new(CredentialChain::new(&http));
         let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens.clone(), limiter.clone())?;
         arm.poll_interval = global.poll_interval;
-        let subscription = if online {
-            let s = subscription(global.subscription.first().map(String::as_str)).await?;
+        let given = global.subscription.first().map(String::as_str);
+        let subscription = if online && (subscription_needed || given.is_some()) {
+            Some(subscription(given).await?)
+        } else {
+            None
+        };
+        if online {
             // Fail early and once when no credential works, rather than once per VM.
             tokens.token(crate::arm::client::ARM_SCOPE).await?;
-            s
-        } else {
-            "00000000-0000-0000-0000-000000000000".parse()?
-        };
+        }
         let command: Vec<String> = global
             .ssh_command
             .split_whitespace()
@@ -106,18 +114,27 @@ impl Ctx {
         if sel.is_empty() && !empty_means_all {
             return Err(UsageError(NOTHING_SELECTED.into()).into());
         }
-        let resolved = fleet::resolve(&self.arm, &self.subscription, sel).await;
-        if self.global.host.is_some()
-            && self.global.transport == TransportKind::Ssh
-            && resolved.vms.len() > 1
+        let resolved = fleet::resolve(&self.arm, self.subscription()?, sel).await;
+        self.check_host(resolved.vms.len())?;
+        Ok(resolved)
+    }
+
+    /// The subscription of commands that list through Resource Manager.
+    fn subscription(&self) -> Result<&SubscriptionId, UsageError> {
+        self.subscription.as_ref().ok_or_else(|| {
+            UsageError("this command needs a subscription: pass --subscription".into())
+        })
+    }
+
+    /// A usage error when `--host` (ssh) would apply to `selected` VMs, more than one.
+    fn check_host(&self, selected: usize) -> Result<(), UsageError> {
+        if self.global.host.is_some() && self.global.transport == TransportKind::Ssh && selected > 1
         {
             return Err(UsageError(format!(
-                "--host applies to a single VM, but {} VMs are selected",
-                resolved.vms.len()
-            ))
-            .into());
+                "--host applies to a single VM, but {selected} VMs are selected"
+            )));
         }
-        Ok(resolved)
+        Ok(())
     }
 }
 
@@ -157,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let ctx = Ctx::new(&cli.global).await?;
+    let ctx = Ctx::new(&cli.global, !cli.scoped_by_management_groups()).await?;
     match &cli.command {
         Command::Vms(args) => vms::run(&ctx, args).await,
         Command::Health(args) => health::run(&ctx, args).await,

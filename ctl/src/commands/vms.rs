@@ -87,7 +87,7 @@ pub(super) async fn run(ctx: &Ctx, args: &VmsArgs) -> anyhow::Result<u8> {
 async fn from_graph(ctx: &Ctx, args: &VmsArgs) -> anyhow::Result<u8> {
     let scope = fleet::graph_scope(
         &ctx.global.subscription,
-        &ctx.subscription,
+        ctx.subscription.as_ref(),
         &args.scope.management_groups,
     )
     .map_err(|e| UsageError(e.to_string()))?;

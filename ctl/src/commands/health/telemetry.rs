@@ -48,7 +48,7 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
     };
     let scope = fleet::graph_scope(
         &ctx.global.subscription,
-        &ctx.subscription,
+        ctx.subscription.as_ref(),
         &t.scope.management_groups,
     )
     .map_err(|e| UsageError(e.to_string()))?;
@@ -65,6 +65,8 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
         fleet::inventory(&ctx.arm, &scope, &args.selection),
         client.query(&query, join::LOOKBACK, deadline)
     );
+    // as for every selection: ssh's --host names one VM's address
+    ctx.check_host(inventory.vms.len())?;
     let telemetry = match answer {
         Ok(a) => {
             if let Some(p) = &a.partial {
