@@ -156,7 +156,9 @@ fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
 #[test]
 fn drill_asks_only_the_vms_that_need_it() {
     let emu = AzureEmulator::builder().start();
-    let fleet = emu.add_fleet(&FleetSpec::new(150, 1));
+    // three subscriptions: a drilled VM is reached in its own (the fleet places each kind of VM
+    // every 50, so each kind lands in all three)
+    let fleet = emu.add_fleet(&FleetSpec::new(150, 3));
     let out = run_with_query_api(
         &emu,
         &[
@@ -167,6 +169,12 @@ fn drill_asks_only_the_vms_that_need_it() {
             "--app-insights",
             APP_ID,
             "--drill",
+            "--subscription",
+            &fleet_subscription(0),
+            "--subscription",
+            &fleet_subscription(1),
+            "--subscription",
+            &fleet_subscription(2),
             "--output",
             "json",
         ],
@@ -192,11 +200,14 @@ fn drill_asks_only_the_vms_that_need_it() {
         .map(|s| s.uri.as_str())
         .collect();
     assert_eq!(posts.len(), drilled.len(), "{posts:#?}");
+    assert!(
+        (0..3).all(|i| drilled
+            .iter()
+            .any(|v| v.subscription == fleet_subscription(i))),
+        "VMs to drill in every subscription"
+    );
     for vm in &drilled {
-        let path = format!(
-            "/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}/runCommand",
-            vm.resource_group, vm.name
-        );
+        let path = format!("{}/runCommand", vm.id);
         assert!(
             posts.iter().any(|p| p.contains(&path)),
             "{} was not asked",

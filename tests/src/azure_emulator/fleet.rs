@@ -25,7 +25,8 @@ pub const MANAGEMENT_GROUP: &str = "cryptobot-fleet";
 /// The agent's `ai.cloud.role`.
 pub const ROLE: &str = "cryptobot-agent";
 
-/// A VM outside the emulator's own subscription (Resource Graph only).
+/// A VM outside the emulator's own subscription (in Resource Graph, and to Resource Manager's VM
+/// routes and run-command under its subscription).
 #[derive(Debug, Clone)]
 pub(super) struct ScaleVm {
     pub(super) subscription: String,

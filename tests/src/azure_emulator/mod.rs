@@ -243,6 +243,7 @@ pub struct Seen {
 
 #[derive(Debug)]
 struct Operation {
+    /// The VM's resource id, lower case (the key of `State::busy`).
     vm: String,
     started: String,
     result: Option<serde_json::Value>,
@@ -272,6 +273,48 @@ struct State {
 }
 
 impl State {
+    /// Whether Resource Manager knows `subscription`: the emulator's own, or one a fleet has VMs
+    /// in.
+    fn knows_subscription(&self, subscription: &str) -> bool {
+        subscription == SUBSCRIPTION
+            || self
+                .fleet
+                .extra_vms
+                .iter()
+                .any(|v| v.subscription == subscription)
+    }
+
+    /// The VMs of `subscription`, in the order they were added.
+    fn vms_of<'a>(
+        &'a self,
+        subscription: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a EmulatedVm> + 'a> {
+        if subscription == SUBSCRIPTION {
+            Box::new(self.vms.iter())
+        } else {
+            Box::new(
+                self.fleet
+                    .extra_vms
+                    .iter()
+                    .filter(move |v| v.subscription == subscription)
+                    .map(|v| &v.vm),
+            )
+        }
+    }
+
+    /// One VM by subscription, resource group and name (the last two case-insensitively, as
+    /// Resource Manager compares them).
+    fn find_vm<'a>(
+        &'a self,
+        subscription: &'a str,
+        rg: &str,
+        name: &str,
+    ) -> Option<&'a EmulatedVm> {
+        self.vms_of(subscription).find(|v| {
+            v.resource_group.eq_ignore_ascii_case(rg) && v.name.eq_ignore_ascii_case(name)
+        })
+    }
+
     /// Where the links Resource Manager hands out (`nextLink`, `Location`,
     /// `Azure-AsyncOperation`) point: here, or the host of [`Faults::foreign_links`].
     fn link_base(&self) -> String {

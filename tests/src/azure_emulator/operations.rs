@@ -9,12 +9,18 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Backend, Operation, SUBSCRIPTION, Shared,
+    Backend, Operation, Shared,
     routes::{API_VERSION, arm_error, json_response},
     run,
 };
 
-pub(super) fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> Response {
+pub(super) fn run_command(
+    state: &Shared,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    body: &[u8],
+) -> Response {
     let input: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
@@ -49,12 +55,7 @@ pub(super) fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> 
         })
         .unwrap_or_default();
     let mut s = state.lock().expect("state");
-    let Some(vm) = s
-        .vms
-        .iter()
-        .find(|v| v.resource_group.eq_ignore_ascii_case(rg) && v.name.eq_ignore_ascii_case(name))
-        .cloned()
-    else {
+    let Some(vm) = s.find_vm(sub, rg, name).cloned() else {
         return arm_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
@@ -80,7 +81,9 @@ pub(super) fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> 
         }
         _ => false,
     };
-    if conflict || s.busy.contains_key(&vm.name) {
+    // one run-command at a time per VM (a resource id, not a name: twins are two VMs)
+    let key = super::fleet::vm_resource_id(sub, rg, name).to_ascii_lowercase();
+    if conflict || s.busy.contains_key(&key) {
         let mut r = arm_error(
             StatusCode::CONFLICT,
             "Conflict",
@@ -96,11 +99,11 @@ pub(super) fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> 
     }
     s.next_id += 1;
     let op = format!("{:08x}-5c1d-4e0f-9a2b-{:012x}", s.next_id, s.next_id);
-    s.busy.insert(vm.name.clone(), op.clone());
+    s.busy.insert(key.clone(), op.clone());
     s.operations.insert(
         op.clone(),
         Operation {
-            vm: vm.name.clone(),
+            vm: key,
             started: "2026-01-01T00:00:00.0000000+00:00".into(),
             result: None,
         },
@@ -139,7 +142,7 @@ pub(super) fn run_command(state: &Shared, rg: &str, name: &str, body: &[u8]) -> 
         Backend::Hang => {}
     }
     let op_url = format!(
-        "{base}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/{}/operations/{op}",
+        "{base}/subscriptions/{sub}/providers/Microsoft.Compute/locations/{}/operations/{op}",
         vm.location
     );
     let mut r = StatusCode::ACCEPTED.into_response();

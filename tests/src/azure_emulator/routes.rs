@@ -208,31 +208,31 @@ async fn arm(
     response
 }
 
-fn vm_id(vm: &EmulatedVm) -> String {
+fn vm_id(sub: &str, vm: &EmulatedVm) -> String {
     format!(
-        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+        "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
         vm.resource_group, vm.name
     )
 }
 
-fn nic_id(vm: &EmulatedVm) -> String {
+fn nic_id(sub: &str, vm: &EmulatedVm) -> String {
     format!(
-        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
+        "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
         vm.resource_group, vm.name
     )
 }
 
-fn ip_id(vm: &EmulatedVm) -> String {
+fn ip_id(sub: &str, vm: &EmulatedVm) -> String {
     format!(
-        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.Network/publicIPAddresses/{}-ip",
+        "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Network/publicIPAddresses/{}-ip",
         vm.resource_group, vm.name
     )
 }
 
-fn vm_json(vm: &EmulatedVm, expand_instance_view: bool) -> Value {
+fn vm_json(sub: &str, vm: &EmulatedVm, expand_instance_view: bool) -> Value {
     let mut v = json!({
         "name": vm.name,
-        "id": vm_id(vm),
+        "id": vm_id(sub, vm),
         "type": "Microsoft.Compute/virtualMachines",
         "location": vm.location,
         "tags": vm.tags,
@@ -242,7 +242,7 @@ fn vm_json(vm: &EmulatedVm, expand_instance_view: bool) -> Value {
             "storageProfile": {"osDisk": {"osType": vm.os_type, "name": format!("{}_OsDisk_1", vm.name),
                                           "createOption": "FromImage", "caching": "ReadWrite"}},
             "osProfile": {"computerName": vm.name, "adminUsername": "azureuser"},
-            "networkProfile": {"networkInterfaces": [{"id": nic_id(vm), "properties": {"primary": true}}]},
+            "networkProfile": {"networkInterfaces": [{"id": nic_id(sub, vm), "properties": {"primary": true}}]},
             "provisioningState": "Succeeded"
         }
     });
@@ -307,7 +307,8 @@ async fn route(
     if l.len() < 2 || l[0] != "subscriptions" {
         return arm_error(StatusCode::NOT_FOUND, "NotFound", "No route.");
     }
-    if segs[1] != SUBSCRIPTION {
+    let sub = segs[1];
+    if !state.lock().expect("state").knows_subscription(sub) {
         return arm_error(
             StatusCode::NOT_FOUND,
             "SubscriptionNotFound",
@@ -318,14 +319,15 @@ async fn route(
     match (method.clone(), &l[2..]) {
         (Method::GET, []) => json_response(
             StatusCode::OK,
-            &json!({"id": format!("/subscriptions/{SUBSCRIPTION}"), "authorizationSource": "RoleBased",
-                    "managedByTenants": [], "subscriptionId": SUBSCRIPTION, "tenantId": TENANT,
-                    "displayName": SUBSCRIPTION_NAME, "state": "Enabled",
+            &json!({"id": format!("/subscriptions/{sub}"), "authorizationSource": "RoleBased",
+                    "managedByTenants": [], "subscriptionId": sub, "tenantId": TENANT,
+                    "displayName": if sub == SUBSCRIPTION { SUBSCRIPTION_NAME } else { "Cryptobot Fleet" },
+                    "state": "Enabled",
                     "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
                                              "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"}}),
         ),
         (Method::GET, ["providers", "microsoft.compute", "virtualmachines"]) => {
-            list(state, None, path, q("$skiptoken"))
+            list(state, sub, None, path, q("$skiptoken"))
         }
         (
             Method::GET,
@@ -336,7 +338,7 @@ async fn route(
                 "microsoft.compute",
                 "virtualmachines",
             ],
-        ) => list(state, Some(segs[3]), path, q("$skiptoken")),
+        ) => list(state, sub, Some(segs[3]), path, q("$skiptoken")),
         (
             Method::GET,
             [
@@ -347,10 +349,10 @@ async fn route(
                 "virtualmachines",
                 _,
             ],
-        ) => with_vm(state, segs[3], segs[7], |vm| {
+        ) => with_vm(state, sub, segs[3], segs[7], |vm| {
             json_response(
                 StatusCode::OK,
-                &vm_json(vm, q("$expand") == Some("instanceView")),
+                &vm_json(sub, vm, q("$expand") == Some("instanceView")),
             )
         }),
         (
@@ -364,7 +366,7 @@ async fn route(
                 _,
                 "instanceview",
             ],
-        ) => with_vm(state, segs[3], segs[7], |vm| {
+        ) => with_vm(state, sub, segs[3], segs[7], |vm| {
             json_response(StatusCode::OK, &instance_view(vm))
         }),
         (
@@ -378,7 +380,7 @@ async fn route(
                 _,
                 "runcommand",
             ],
-        ) => super::operations::run_command(state, segs[3], segs[7], body),
+        ) => super::operations::run_command(state, sub, segs[3], segs[7], body),
         (
             Method::GET,
             [
@@ -391,17 +393,17 @@ async fn route(
             ],
         ) => {
             let name = segs[7].strip_suffix("-nic").unwrap_or("");
-            with_vm(state, segs[3], name, |vm| {
+            with_vm(state, sub, segs[3], name, |vm| {
                 json_response(
                     StatusCode::OK,
                     &json!({
-                    "name": format!("{}-nic", vm.name), "id": nic_id(vm), "location": vm.location,
+                    "name": format!("{}-nic", vm.name), "id": nic_id(sub, vm), "location": vm.location,
                     "type": "Microsoft.Network/networkInterfaces",
                     "properties": {"provisioningState": "Succeeded", "primary": true,
                         "ipConfigurations": [{"name": "ipconfig1",
-                            "id": format!("{}/ipConfigurations/ipconfig1", nic_id(vm)),
+                            "id": format!("{}/ipConfigurations/ipconfig1", nic_id(sub, vm)),
                             "properties": {"privateIPAddress": "10.0.0.4", "privateIPAllocationMethod": "Dynamic",
-                                "primary": true, "publicIPAddress": {"id": ip_id(vm)}}}]}}),
+                                "primary": true, "publicIPAddress": {"id": ip_id(sub, vm)}}}]}}),
                 )
             })
         }
@@ -417,7 +419,7 @@ async fn route(
             ],
         ) => {
             let name = segs[7].strip_suffix("-ip").unwrap_or("");
-            with_vm(state, segs[3], name, |vm| {
+            with_vm(state, sub, segs[3], name, |vm| {
                 let mut props =
                     json!({"provisioningState": "Succeeded", "publicIPAllocationMethod": "Static"});
                 if let Some(ip) = &vm.public_ip {
@@ -425,7 +427,7 @@ async fn route(
                 }
                 json_response(
                     StatusCode::OK,
-                    &json!({"name": format!("{}-ip", vm.name), "id": ip_id(vm),
+                    &json!({"name": format!("{}-ip", vm.name), "id": ip_id(sub, vm),
                     "location": vm.location, "type": "Microsoft.Network/publicIPAddresses", "properties": props}),
                 )
             })
@@ -449,11 +451,10 @@ async fn route(
     }
 }
 
-fn list(state: &Shared, rg: Option<&str>, path: &str, skip: Option<&str>) -> Response {
+fn list(state: &Shared, sub: &str, rg: Option<&str>, path: &str, skip: Option<&str>) -> Response {
     let s = state.lock().expect("state");
     let vms: Vec<&EmulatedVm> = s
-        .vms
-        .iter()
+        .vms_of(sub)
         .filter(|v| rg.is_none_or(|rg| v.resource_group.eq_ignore_ascii_case(rg)))
         .collect();
     if let Some(rg) = rg {
@@ -469,7 +470,7 @@ fn list(state: &Shared, rg: Option<&str>, path: &str, skip: Option<&str>) -> Res
     let end = (start + s.page_size).min(vms.len());
     let page: Vec<Value> = vms[start.min(end)..end]
         .iter()
-        .map(|v| vm_json(v, false))
+        .map(|v| vm_json(sub, v, false))
         .collect();
     let mut body = json!({"value": page});
     if end < vms.len() {
@@ -483,16 +484,13 @@ fn list(state: &Shared, rg: Option<&str>, path: &str, skip: Option<&str>) -> Res
 
 fn with_vm(
     state: &Shared,
+    sub: &str,
     rg: &str,
     name: &str,
     f: impl FnOnce(&EmulatedVm) -> Response,
 ) -> Response {
     let s = state.lock().expect("state");
-    match s
-        .vms
-        .iter()
-        .find(|v| v.resource_group.eq_ignore_ascii_case(rg) && v.name.eq_ignore_ascii_case(name))
-    {
+    match s.find_vm(sub, rg, name) {
         Some(vm) => f(vm),
         None => arm_error(
             StatusCode::NOT_FOUND,
