@@ -5,8 +5,15 @@
 //! `cryptobot_systemd_restarts`, the backoff's `restart_count` is `cryptobot_agent_restarts`.
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, prometheus_text, text as openmetrics_text},
-    metrics::{family::Family, gauge::Gauge},
+    collector::Collector,
+    encoding::{
+        DescriptorEncoder, EncodeLabelSet, EncodeMetric, prometheus_text, text as openmetrics_text,
+    },
+    metrics::{
+        MetricType,
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+    },
     registry::Registry,
 };
 
@@ -140,16 +147,8 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     );
 
     let disks = Family::<MountLabels, Gauge>::default();
-    let full_in = Family::<MountLabels, Gauge>::default();
     let mut any_disk = false;
     for disk in &report.disks {
-        if let Some(seconds) = disk.forecast {
-            full_in
-                .get_or_create(&MountLabels {
-                    mount: disk.mount.clone(),
-                })
-                .set(i64::try_from(seconds).unwrap_or(i64::MAX));
-        }
         if let Some(usage) = disk.usage {
             any_disk = true;
             disks
@@ -166,9 +165,13 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
             disks,
         );
     }
-    if report.disks.iter().any(|d| d.forecast.is_some()) {
-        r.register(FULL_IN.0, FULL_IN.1, full_in);
-    }
+    r.register_collector(Box::new(FullIn(
+        report
+            .disks
+            .iter()
+            .filter_map(|d| Some((d.mount.clone(), d.forecast?)))
+            .collect(),
+    )));
 
     gauge(
         &mut r,
@@ -256,26 +259,36 @@ pub fn registry(snapshot: &Snapshot) -> Registry {
     r
 }
 
-/// The forecast's name (after the `cryptobot_` prefix) and help text.
-const FULL_IN: (&str, &str) = (
-    "disk_full_in_seconds",
-    "Seconds until the file system is full at its recent fill rate (no sample without a forecast)",
-);
+/// `cryptobot_disk_full_in_seconds`, a collector so that it is described (`# HELP`, `# TYPE`)
+/// even when no mount has a forecast: rules and dashboards can check they name a real metric. It
+/// has no sample then, as a value that is not known is never reported. (A registered family
+/// without samples writes nothing at all.)
+#[derive(Debug)]
+struct FullIn(Vec<(String, u64)>);
 
-/// The snapshot's metrics in `format`. The forecast is described (`# HELP`, `# TYPE`) even when
-/// no mount has one, so rules and dashboards can check they name a real metric; it has no sample
-/// then, as a value that is not known is never reported.
+impl Collector for FullIn {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "disk_full_in_seconds",
+            "Seconds until the file system is full at its recent fill rate (no sample without a forecast).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (mount, seconds) in &self.0 {
+            let labels = MountLabels {
+                mount: mount.clone(),
+            };
+            ConstGauge::new(i64::try_from(*seconds).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The snapshot's metrics in `format`.
 pub fn encode(snapshot: &Snapshot, format: TextFormat) -> String {
     let registry = registry(snapshot);
     let mut out = String::new();
-    let described = |out: &mut String| {
-        let (name, help) = FULL_IN;
-        if !out.contains(&format!("# TYPE cryptobot_{name} ")) {
-            out.push_str(&format!(
-                "# HELP cryptobot_{name} {help}.\n# TYPE cryptobot_{name} gauge\n"
-            ));
-        }
-    };
     let result = match format {
         TextFormat::Prometheus => prometheus_text::encode(&mut out, &registry),
         TextFormat::OpenMetrics => openmetrics_text::encode(&mut out, &registry),
@@ -284,19 +297,8 @@ pub fn encode(snapshot: &Snapshot, format: TextFormat) -> String {
         // Writing to a String only fails if a metric's own encoding does; say so in the output.
         tracing::error!(error = %e, "cannot encode metrics");
         out.push_str("# error: cannot encode metrics\n");
-        return out;
     }
-    match out.strip_suffix("# EOF\n").map(str::to_owned) {
-        Some(mut body) => {
-            described(&mut body);
-            body.push_str("# EOF\n");
-            body
-        }
-        None => {
-            described(&mut out);
-            out
-        }
-    }
+    out
 }
 
 #[cfg(test)]
