@@ -1,3 +1,7 @@
+//! Unit tests of the forecast with plain series: steady fill, bursts, log-rotation sawtooth,
+//! space freed, too little history, hysteresis, clock jumps, a replaced mount, gaps, huge counts
+//! and random series that must never panic.
+
 use std::time::UNIX_EPOCH;
 
 use super::*;
