@@ -93,6 +93,21 @@ pub fn run_with_query_api(emu: &AzureEmulator, args: &[&str]) -> Output {
         .expect("run cryptoctl")
 }
 
+/// `health --all --source telemetry --app-insights APP_ID` (the fleets' Application Insights)
+/// followed by `extra`: fleet health from telemetry, as the telemetry tests and benchmark run it.
+pub fn telemetry_health<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "health",
+        "--all",
+        "--source",
+        "telemetry",
+        "--app-insights",
+        crate::azure_emulator::fleet::APP_ID,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The JSON array cryptoctl printed; panics with its output when it is not one.
 pub fn json_rows(out: &Output) -> Vec<serde_json::Value> {
     serde_json::from_slice::<serde_json::Value>(&out.stdout)

@@ -2,7 +2,8 @@
 //! in 20 subscriptions get the right status for each kind of VM from at most 11 Resource Graph
 //! pages and one query; `--drill` asks only the VMs that need it; bad answers (a truncated
 //! inventory, missing or reordered columns, a partial answer, throttling, a small quota) give
-//! correct rows or UNKNOWN with the reason. (`ctl_telemetry_join.rs`: the agent's own telemetry,
+//! correct rows or UNKNOWN with the reason; a management group needs no subscription; `--host`
+//! is refused for many VMs. (`ctl_telemetry_join.rs`: the agent's own telemetry,
 //! `vms` from Resource Graph, usage errors.)
 
 use std::{
@@ -16,7 +17,7 @@ use cryptobot_tests::{
         AzureEmulator,
         fleet::{APP_ID, FleetKind, FleetSpec, FleetVm, MANAGEMENT_GROUP, fleet_subscription},
     },
-    ctl::{json_rows, run_with_query_api, show},
+    ctl::{cryptoctl, json_rows, run_with_query_api, show, telemetry_health},
 };
 use serde_json::{Value, json};
 
@@ -70,21 +71,11 @@ fn check_rows(rows: &[Value], fleet: &[FleetVm]) -> HashMap<String, Value> {
 fn ten_thousand_vms_in_twenty_subscriptions_from_two_kinds_of_request() {
     let emu = AzureEmulator::builder().start();
     let fleet = emu.add_fleet(&FleetSpec::new(10_000, 20));
-    let mut args = vec![
-        "health".to_owned(),
-        "--all".into(),
-        "--source".into(),
-        "telemetry".into(),
-        "--app-insights".into(),
-        APP_ID.into(),
-        "--output".into(),
-        "json".into(),
-    ];
-    for i in 0..20 {
-        args.push("--subscription".into());
-        args.push(fleet_subscription(i));
+    let subs: Vec<String> = (0..20).map(fleet_subscription).collect();
+    let mut args = telemetry_health(&["--output", "json"]);
+    for s in &subs {
+        args.extend(["--subscription", s.as_str()]);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let out = run_with_query_api(&emu, &args);
     let took = started.elapsed();
@@ -159,25 +150,20 @@ fn drill_asks_only_the_vms_that_need_it() {
     // three subscriptions: a drilled VM is reached in its own (the fleet places each kind of VM
     // every 50, so each kind lands in all three)
     let fleet = emu.add_fleet(&FleetSpec::new(150, 3));
+    let subs: Vec<String> = (0..3).map(fleet_subscription).collect();
     let out = run_with_query_api(
         &emu,
-        &[
-            "health",
-            "--all",
-            "--source",
-            "telemetry",
-            "--app-insights",
-            APP_ID,
+        &telemetry_health(&[
             "--drill",
             "--subscription",
-            &fleet_subscription(0),
+            &subs[0],
             "--subscription",
-            &fleet_subscription(1),
+            &subs[1],
             "--subscription",
-            &fleet_subscription(2),
+            &subs[2],
             "--output",
             "json",
-        ],
+        ]),
     );
     let rows = json_rows(&out);
     assert_eq!(rows.len(), 150, "{}", stderr(&out));
@@ -258,18 +244,7 @@ fn drill_asks_only_the_vms_that_need_it() {
 fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
     let emu = AzureEmulator::builder().start();
     let fleet = emu.add_fleet(&FleetSpec::new(100, 2));
-    let base = [
-        "health",
-        "--all",
-        "--source",
-        "telemetry",
-        "--app-insights",
-        APP_ID,
-        "--output",
-        "json",
-        "--management-group",
-        MANAGEMENT_GROUP,
-    ];
+    let base = telemetry_health(&["--output", "json", "--management-group", MANAGEMENT_GROUP]);
     // the reference run, through the management group
     let out = run_with_query_api(&emu, &base);
     check_rows(&json_rows(&out), &fleet);
@@ -367,4 +342,73 @@ fn bad_answers_give_correct_rows_or_unknown_with_the_reason() {
         "{after:?}"
     );
     assert_eq!(after.graph_throttled, before.graph_throttled, "{after:?}");
+}
+
+/// With `--management-group` the group is the scope: no subscription is looked up (none is set
+/// and there is no Azure CLI to ask), while Resource Manager's lists still say they need one.
+/// And ssh's `--host`, one VM's address, is refused for a telemetry selection of many VMs before
+/// anything runs on a VM.
+#[test]
+fn management_groups_need_no_subscription_and_host_names_one_vm() {
+    let emu = AzureEmulator::builder().start();
+    let fleet = emu.add_fleet(&FleetSpec::new(50, 2));
+    let no_az = tempfile::tempdir().unwrap();
+    let without_subscription = |args: &[&str]| {
+        cryptoctl(&emu)
+            .env("CRYPTOCTL_QUERY_ENDPOINT", emu.endpoint())
+            .env_remove("AZURE_SUBSCRIPTION_ID")
+            .env("PATH", no_az.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = without_subscription(&["vms", "--management-group", MANAGEMENT_GROUP, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(json_rows(&out).len(), fleet.len(), "{}", show(&out));
+    let out = without_subscription(&telemetry_health(&[
+        "--management-group",
+        MANAGEMENT_GROUP,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "CRITICAL is the worst: {}",
+        show(&out)
+    );
+    check_rows(&json_rows(&out), &fleet);
+    let out = without_subscription(&["vms", "--inventory", "arm", "--all"]);
+    assert_eq!(out.status.code(), Some(70), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("no subscription: pass --subscription"),
+        "{}",
+        show(&out)
+    );
+
+    let out = run_with_query_api(
+        &emu,
+        &telemetry_health(&[
+            "--management-group",
+            MANAGEMENT_GROUP,
+            "--drill",
+            "--transport",
+            "ssh",
+            "--host",
+            "127.0.0.1",
+        ]),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "--host applies to a single VM, but {} VMs are selected",
+            fleet.len()
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !emu.seen().iter().any(|s| s.uri.contains("runCommand")),
+        "nothing ran on a VM"
+    );
 }

@@ -15,13 +15,11 @@ use cryptobot_agent::{
 use cryptobot_tests::{
     azure_emulator::{
         AzureEmulator, EmulatedVm, SUBSCRIPTION,
-        fleet::{
-            APP_ID, FleetSpec, MANAGEMENT_GROUP, WORKSPACE_ID, fleet_subscription, vm_resource_id,
-        },
+        fleet::{APP_ID, WORKSPACE_ID, fleet_subscription, vm_resource_id},
         imds::{self, Imds},
         logs::agent_envelopes,
     },
-    ctl::{cryptoctl, json_rows, run_with_query_api, show},
+    ctl::{json_rows, run_with_query_api, show, telemetry_health},
 };
 use serde_json::json;
 
@@ -121,16 +119,7 @@ fn usage_errors_contact_nothing() {
             "--app-insights",
             "/subscriptions/x/resourceGroups/y/providers/Microsoft.Insights/components/z",
         ],
-        vec![
-            "health",
-            "--all",
-            "--source",
-            "telemetry",
-            "--app-insights",
-            APP_ID,
-            "--workspace",
-            WORKSPACE_ID,
-        ],
+        telemetry_health(&["--workspace", WORKSPACE_ID]),
         vec![
             "restart",
             "--all",
@@ -140,16 +129,7 @@ fn usage_errors_contact_nothing() {
             &fleet_subscription(1),
         ],
         vec!["vms", "--inventory", "arm", "--management-group", "mg"],
-        vec![
-            "health",
-            "--all",
-            "--source",
-            "telemetry",
-            "--app-insights",
-            APP_ID,
-            "--management-group",
-            "bad name",
-        ],
+        telemetry_health(&["--management-group", "bad name"]),
     ] {
         let out = run_with_query_api(&emu, &args);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
@@ -161,99 +141,6 @@ fn usage_errors_contact_nothing() {
                 || s.uri.starts_with("/subscriptions/") && !s.uri.contains("runCommand")),
         "{:#?}",
         emu.seen()
-    );
-}
-
-/// With `--management-group` the group is the scope: no subscription is looked up (none is set
-/// and there is no Azure CLI to ask), while Resource Manager's lists still say they need one.
-/// And ssh's `--host`, one VM's address, is refused for a telemetry selection of many VMs before
-/// anything runs on a VM.
-#[test]
-fn management_groups_need_no_subscription_and_host_names_one_vm() {
-    let emu = AzureEmulator::builder().start();
-    let fleet = emu.add_fleet(&FleetSpec::new(50, 2));
-    let no_az = tempfile::tempdir().unwrap();
-    let without_subscription = |args: &[&str]| {
-        cryptoctl(&emu)
-            .env("CRYPTOCTL_QUERY_ENDPOINT", emu.endpoint())
-            .env_remove("AZURE_SUBSCRIPTION_ID")
-            .env("PATH", no_az.path())
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let out = without_subscription(&["vms", "--management-group", MANAGEMENT_GROUP, "-o", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(json_rows(&out).len(), fleet.len(), "{}", show(&out));
-    let out = without_subscription(&[
-        "health",
-        "--all",
-        "--source",
-        "telemetry",
-        "--app-insights",
-        APP_ID,
-        "--management-group",
-        MANAGEMENT_GROUP,
-        "-o",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "CRITICAL is the worst: {}",
-        show(&out)
-    );
-    let rows = json_rows(&out);
-    assert_eq!(rows.len(), fleet.len());
-    for vm in &fleet {
-        let r = rows
-            .iter()
-            .find(|r| {
-                r["resource_id"]
-                    .as_str()
-                    .is_some_and(|id| id.eq_ignore_ascii_case(&vm.id))
-            })
-            .unwrap_or_else(|| panic!("no row for {}", vm.id));
-        assert_eq!(r["status"], vm.status, "{r:#}");
-    }
-    let out = without_subscription(&["vms", "--inventory", "arm", "--all"]);
-    assert_eq!(out.status.code(), Some(70), "{}", show(&out));
-    assert!(
-        stderr(&out).contains("no subscription: pass --subscription"),
-        "{}",
-        show(&out)
-    );
-
-    let out = run_with_query_api(
-        &emu,
-        &[
-            "health",
-            "--all",
-            "--source",
-            "telemetry",
-            "--app-insights",
-            APP_ID,
-            "--management-group",
-            MANAGEMENT_GROUP,
-            "--drill",
-            "--transport",
-            "ssh",
-            "--host",
-            "127.0.0.1",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
-    assert!(
-        stderr(&out).contains(&format!(
-            "--host applies to a single VM, but {} VMs are selected",
-            fleet.len()
-        )),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        !emu.seen().iter().any(|s| s.uri.contains("runCommand")),
-        "nothing ran on a VM"
     );
 }
 

@@ -5,9 +5,12 @@
 //! run-commands of 2 s as in benchmark 5) in one subscription, the only way before.
 
 use super::*;
-use cryptobot_tests::azure_emulator::{
-    Seen,
-    fleet::{APP_ID, FleetSpec, fleet_subscription},
+use cryptobot_tests::{
+    azure_emulator::{
+        Seen,
+        fleet::{FleetSpec, fleet_subscription},
+    },
+    ctl::telemetry_health,
 };
 
 /// Requests by kind: (token, Resource Graph, query API, other Resource Manager, of them 429).
@@ -35,22 +38,10 @@ fn kinds(seen: &[Seen]) -> Kinds {
 fn telemetry_run(n: usize) -> Result<(f64, usize, usize, Kinds)> {
     let emu = AzureEmulator::builder().start();
     let fleet = emu.add_fleet(&FleetSpec::new(n, 20));
-    let mut args: Vec<String> = [
-        "health",
-        "--all",
-        "--source",
-        "telemetry",
-        "--app-insights",
-        APP_ID,
-        "--output",
-        "json",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    for i in 0..20 {
-        args.push("--subscription".into());
-        args.push(fleet_subscription(i));
+    let subs: Vec<String> = (0..20).map(fleet_subscription).collect();
+    let mut args = telemetry_health(&["--output", "json"]);
+    for s in &subs {
+        args.extend(["--subscription", s.as_str()]);
     }
     let t = Instant::now();
     let out = cryptoctl(&emu)
