@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use cryptobot_tests::agent_bin;
+use cryptobot_tests::{agent::deploy_dir, agent_bin};
 
 fn agent(args: &[&str]) -> std::process::Output {
     Command::new(agent_bin()).args(args).output().unwrap()
@@ -61,6 +61,20 @@ fn config_check_prints_the_effective_configuration() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("unit = \"other.service\""), "{text}");
     assert!(text.contains("stale_after = \"5m\""), "{text}");
+    // valid, but the shipped restart helper (polkit 0.105's way) restarts faucet_worker.service
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("restarts faucet_worker.service only, not other.service"),
+        "{said}"
+    );
+    // the shipped configuration gets no such note
+    let out = agent(&[
+        "config",
+        "check",
+        deploy_dir().join("agent.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note:"));
 }
 
 #[test]

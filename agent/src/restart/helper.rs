@@ -22,6 +22,33 @@ use crate::systemd;
 /// `/var/lib/cryptobot-agent/restart-worker.request` (the default `[state] dir`).
 pub const REQUEST_FILE: &str = "restart-worker.request";
 
+/// The one unit the shipped helper restarts (`cryptobot-worker-restart.service` names it).
+pub const HELPER_UNIT: &str = "faucet_worker.service";
+
+/// The state directory whose request file the shipped path unit watches.
+pub const HELPER_STATE_DIR: &str = "/var/lib/cryptobot-agent";
+
+/// Why the shipped helper cannot restart `unit` for an agent keeping its state in `state_dir`
+/// (`None` when it can): it restarts faucet_worker.service only, on a request in the default state
+/// directory. Asking it for anything else would restart the wrong unit or nothing at all.
+pub fn helper_mismatch(unit: &str, state_dir: &Path) -> Option<String> {
+    if unit != HELPER_UNIT {
+        Some(format!(
+            "the restart helper (cryptobot-worker-restart.service) restarts {HELPER_UNIT} only, not \
+             {unit}: grant the agent's user the restart of {unit} with polkit 106 or newer (edit the \
+             unit in cryptobot-agent.rules), or edit the helper's unit"
+        ))
+    } else if state_dir != Path::new(HELPER_STATE_DIR) {
+        Some(format!(
+            "the restart helper's path unit watches {HELPER_STATE_DIR}/{REQUEST_FILE}, not {}: \
+             keep [state] dir at {HELPER_STATE_DIR}, or edit cryptobot-worker-restart.path",
+            state_dir.join(REQUEST_FILE).display()
+        ))
+    } else {
+        None
+    }
+}
+
 /// Which way the restart was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -43,6 +70,9 @@ pub async fn restart_worker(
     match systemd::restart_unit(conn, unit, reset_failed).await {
         Ok(()) => Ok(Via::Systemd),
         Err(e) if e.is_access_denied() => {
+            if let Some(why) = helper_mismatch(unit, state_dir) {
+                return Err(format!("{e}; {why}"));
+            }
             let path = state_dir.join(REQUEST_FILE);
             request(&path, unit, now).map_err(|io| {
                 format!(
@@ -123,6 +153,22 @@ mod tests {
         request(&path, "faucet_worker.service", Utc::now()).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    }
+
+    #[test]
+    fn the_helper_is_asked_only_for_what_it_does() {
+        let default = Path::new(HELPER_STATE_DIR);
+        assert_eq!(helper_mismatch("faucet_worker.service", default), None);
+        let other_unit = helper_mismatch("other.service", default).unwrap();
+        assert!(
+            other_unit.contains("restarts faucet_worker.service only, not other.service"),
+            "{other_unit}"
+        );
+        let other_dir = helper_mismatch("faucet_worker.service", Path::new("/srv/agent")).unwrap();
+        assert!(
+            other_dir.contains("not /srv/agent/restart-worker.request"),
+            "{other_dir}"
+        );
     }
 
     #[test]
