@@ -45,7 +45,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Azure subscription id [default: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default];
-    /// repeatable where the VMs come from Resource Graph (`vms`, `health --source telemetry`)
+    /// repeatable with vms, health, restart, pause, resume and logs, whose VMs then come from one
+    /// Resource Graph query
     #[arg(long, global = true, env = "AZURE_SUBSCRIPTION_ID", value_name = "ID")]
     pub subscription: Vec<String>,
 
@@ -147,7 +148,7 @@ pub struct Selection {
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<TagFilter>,
 
-    /// Every VM of the subscription
+    /// Every VM of the subscription (of every --subscription given)
     #[arg(long)]
     pub all: bool,
 }
@@ -310,22 +311,30 @@ impl Cli {
         }
     }
 
-    /// Several `--subscription`s are a usage error except where the VMs come from Resource
-    /// Graph, which queries them all at once.
+    /// Several `--subscription`s need the VMs from Resource Graph, which queries them all at once:
+    /// `vms`, `health`, `restart`, `pause`, `resume` and `logs` take them from there; `vms
+    /// --inventory arm`, `deploy`, `rollback` and `alerts` work in one subscription.
     pub fn check_subscriptions(&self) -> Result<(), String> {
-        let graph = match &self.command {
-            Command::Health(h) => h.telemetry.source == telemetry::HealthSource::Telemetry,
-            Command::Vms(v) => v.inventory == telemetry::Inventory::ResourceGraph,
-            _ => false,
+        let single = match &self.command {
+            Command::Vms(v) => {
+                (v.inventory == telemetry::Inventory::Arm).then_some("vms --inventory arm")
+            }
+            Command::Deploy(_) => Some("deploy"),
+            Command::Rollback(_) => Some("rollback"),
+            Command::Alerts(_) => Some("alerts"),
+            Command::Health(_)
+            | Command::Restart(_)
+            | Command::Pause(_)
+            | Command::Resume(_)
+            | Command::Logs(_) => None,
         };
-        if self.global.subscription.len() > 1 && !graph {
-            return Err(
-                "several --subscription values need Resource Graph: use them with \
-                 `vms` (not with --inventory arm) or `health --source telemetry`"
-                    .into(),
-            );
+        match single {
+            Some(command) if self.global.subscription.len() > 1 => Err(format!(
+                "`{command}` works in one subscription: give one --subscription (several go with \
+                 vms, health, restart, pause, resume and logs)"
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

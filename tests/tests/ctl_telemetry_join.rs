@@ -121,7 +121,9 @@ fn usage_errors_contact_nothing() {
         ],
         telemetry_health(&["--workspace", WORKSPACE_ID]),
         vec![
-            "restart",
+            "vms",
+            "--inventory",
+            "arm",
             "--all",
             "--subscription",
             SUBSCRIPTION,

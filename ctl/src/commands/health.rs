@@ -33,7 +33,8 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
         .into());
     }
     let resolved = ctx.resolve(&args.selection, false).await?;
-    let fan = fan_out(ctx, args, &resolved.vms).await;
+    // across subscriptions a name and resource group may repeat: each row then names its VM's id
+    let fan = fan_out(ctx, args, &resolved.vms, ctx.global.subscription.len() > 1).await;
     let mut rows = fan.results.clone();
     let transport = ctx.global.transport;
     for m in &resolved.missing {
@@ -68,8 +69,14 @@ fn print(format: OutputFormat, rows: &[VmHealth], with_age: bool) {
     }
 }
 
-/// Asks the agent of each VM (one remote round trip, `--restart` and `--alert` as asked).
-async fn fan_out(ctx: &Ctx, args: &HealthArgs, vms: &[VirtualMachine]) -> FanOut<VmHealth> {
+/// Asks the agent of each VM (one remote round trip, `--restart` and `--alert` as asked); each row
+/// carries its VM's resource id when `with_id`.
+async fn fan_out(
+    ctx: &Ctx,
+    args: &HealthArgs,
+    vms: &[VirtualMachine],
+    with_id: bool,
+) -> FanOut<VmHealth> {
     let remote = ctx.remote.clone();
     let transport = ctx.global.transport;
     let (restart, alert) = (args.restart, args.alert);
@@ -91,11 +98,20 @@ async fn fan_out(ctx: &Ctx, args: &HealthArgs, vms: &[VirtualMachine]) -> FanOut
                 alert,
                 updates: updates.clone(),
             };
-            async move { health_one(&remote, &vm, deadline, timeout, restart, &action).await }
+            async move {
+                let mut row = health_one(&remote, &vm, deadline, timeout, restart, &action).await;
+                if with_id {
+                    row.resource_id = Some(vm.id.clone());
+                }
+                row
+            }
         },
         move |vm, t| {
             let mut row = VmHealth::new(&vm.name, &vm.resource_group(), transport.as_str());
             row.location = Some(vm.location.clone());
+            if with_id {
+                row.resource_id = Some(vm.id.clone());
+            }
             row.fail(
                 Status::Unknown,
                 "timeout",

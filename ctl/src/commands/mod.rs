@@ -108,13 +108,25 @@ impl Ctx {
         })
     }
 
-    /// The VMs of a selection; a usage error when nothing is selected or `--host` would apply to
-    /// several VMs.
+    /// The VMs of a selection, from Resource Manager's lists in the subscription, or from one
+    /// Resource Graph query with several `--subscription`s; a usage error when nothing is
+    /// selected or `--host` would apply to several VMs.
     async fn resolve(&self, sel: &Selection, empty_means_all: bool) -> anyhow::Result<Resolved> {
         if sel.is_empty() && !empty_means_all {
             return Err(UsageError(NOTHING_SELECTED.into()).into());
         }
-        let resolved = fleet::resolve(&self.arm, self.subscription()?, sel).await;
+        let resolved = if self.global.subscription.len() > 1 {
+            // several subscriptions: one Resource Graph query lists the selection in all of them
+            let scope = fleet::graph_scope(&self.global.subscription, None, &[])
+                .map_err(|e| UsageError(e.to_string()))?;
+            let inventory = fleet::inventory(&self.arm, &scope, sel).await;
+            Resolved {
+                vms: inventory.vms.into_iter().map(|g| g.vm).collect(),
+                missing: inventory.missing,
+            }
+        } else {
+            fleet::resolve(&self.arm, self.subscription()?, sel).await
+        };
         self.check_host(resolved.vms.len())?;
         Ok(resolved)
     }

@@ -384,7 +384,8 @@ impl AzureEmulator {
         }
     }
 
-    /// Adds a VM in another subscription (seen only by Resource Graph).
+    /// Adds a VM in another subscription (in Resource Graph, and to Resource Manager under that
+    /// subscription).
     pub fn add_graph_vm(&self, subscription: &str, vm: EmulatedVm) {
         let mut s = self.state.lock().expect("state");
         s.fleet.extra_vms.push(ScaleVm {

@@ -134,10 +134,14 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
         if !vms.is_empty() {
             eprintln!("drilling into {} of {} VMs", vms.len(), rows.len());
         }
-        let fan = fan_out(ctx, args, &vms).await;
+        let fan = fan_out(ctx, args, &vms, true).await;
         interrupted = report_interrupted(&fan);
-        for (vm, mut fresh) in vms.iter().zip(fan.results) {
-            let Some(&i) = picked.iter().find(|&&i| inventory.vms[i].vm.id == vm.id) else {
+        // matched by id: after Ctrl-C the results are only those that finished
+        for mut fresh in fan.results {
+            let Some(&i) = picked
+                .iter()
+                .find(|&&i| fresh.resource_id.as_deref() == Some(inventory.vms[i].vm.id.as_str()))
+            else {
                 continue;
             };
             let said = rows[i]
