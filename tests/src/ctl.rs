@@ -71,6 +71,19 @@ pub fn run_ssh(emu: &AzureEmulator, lab: &Lab, args: &[&str]) -> Output {
         .expect("run cryptoctl")
 }
 
+/// Interrupts a running cryptoctl as Ctrl-C does (SIGINT) and returns what it printed; it must
+/// exit 130.
+pub fn interrupt(child: std::process::Child) -> Output {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success(), "kill -INT {}", child.id());
+    let out = child.wait_with_output().expect("wait for cryptoctl");
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    out
+}
+
 /// stdout and stderr, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(

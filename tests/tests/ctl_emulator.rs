@@ -299,13 +299,7 @@ fn ctrl_c_prints_the_results_that_finished() {
             results >= 2 && stuck
         },
     );
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let out = cryptobot_tests::ctl::interrupt(child);
     let v = json(&out);
     let names: Vec<&str> = v
         .as_array()

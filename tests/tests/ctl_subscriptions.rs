@@ -190,13 +190,7 @@ fn an_interrupted_drill_keeps_each_result_on_its_own_row() {
             answered && hanging
         },
     );
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let out = cryptobot_tests::ctl::interrupt(child);
     let rows = json_rows(&out);
     let row = |name: &str| {
         rows.iter()
