@@ -26,6 +26,16 @@ fn invalid(what: &'static str, value: &str, why: &'static str) -> InvalidValue {
     }
 }
 
+/// Whether `s` is a GUID (`8-4-4-4-12` hex digits), as Azure's ids are.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 macro_rules! string_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -190,14 +200,7 @@ impl FromStr for AgentPath {
 impl FromStr for SubscriptionId {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let groups: Vec<&str> = s.split('-').collect();
-        let lens = [8, 4, 4, 4, 12];
-        let ok = groups.len() == 5
-            && groups
-                .iter()
-                .zip(lens)
-                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
-        if ok {
+        if is_guid(s) {
             Ok(SubscriptionId(s.to_ascii_lowercase()))
         } else {
             Err(invalid(

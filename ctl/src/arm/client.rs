@@ -57,6 +57,30 @@ impl RetryPolicy {
             .min(self.max_delay);
         exp.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
+
+    /// The wait before retrying after the `throttled`-th 429 (`None`: give up): the service's
+    /// `Retry-After` when it sent one, else the backoff, at most `max_delay`.
+    pub fn after_throttle(
+        &self,
+        throttled: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        (throttled < self.max_throttled).then(|| {
+            retry_after
+                .unwrap_or_else(|| self.backoff(throttled))
+                .min(self.max_delay)
+        })
+    }
+
+    /// The wait before retrying after the `failed`-th server error or failed connection (`None`:
+    /// give up): `Retry-After` (at most `max_delay`) when the service sent one, else the backoff.
+    pub fn after_failure(&self, failed: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        (failed < self.max_server_errors).then(|| {
+            retry_after
+                .map(|d| d.min(self.max_delay))
+                .unwrap_or_else(|| self.backoff(failed))
+        })
+    }
 }
 
 /// An answer of ARM.
@@ -236,14 +260,13 @@ impl ArmClient {
                         Ok(b) => b.to_vec(),
                         Err(e) => {
                             failed += 1;
-                            let msg = e.to_string();
-                            if failed >= self.retry.max_server_errors {
+                            let Some(wait) = self.retry.after_failure(failed, None) else {
                                 return Err(ArmError::Transport {
                                     url: without_query(url),
-                                    message: msg,
+                                    message: e.to_string(),
                                 });
-                            }
-                            self.pause(self.retry.backoff(failed), deadline).await?;
+                            };
+                            self.pause(wait, deadline).await?;
                             continue;
                         }
                     };
@@ -255,34 +278,28 @@ impl ArmClient {
                     };
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         throttled += 1;
-                        if throttled >= self.retry.max_throttled {
+                        let Some(wait) = self.retry.after_throttle(throttled, resp.retry_after())
+                        else {
                             return Err(ArmError::GaveUp {
                                 status: 429,
                                 attempts: throttled + failed,
                                 message: ArmError::from_response(429, &resp.body).to_string(),
                             });
-                        }
-                        let wait = resp
-                            .retry_after()
-                            .unwrap_or_else(|| self.retry.backoff(throttled))
-                            .min(self.retry.max_delay);
+                        };
                         tracing::info!(url = %without_query(url), ?wait, "throttled (429)");
                         (wait, 429, String::new())
                     } else if status.is_server_error() {
                         failed += 1;
                         let message =
                             ArmError::from_response(status.as_u16(), &resp.body).to_string();
-                        if failed >= self.retry.max_server_errors {
+                        let Some(wait) = self.retry.after_failure(failed, resp.retry_after())
+                        else {
                             return Err(ArmError::GaveUp {
                                 status: status.as_u16(),
                                 attempts: throttled + failed,
                                 message,
                             });
-                        }
-                        let wait = resp
-                            .retry_after()
-                            .map(|d| d.min(self.retry.max_delay))
-                            .unwrap_or_else(|| self.retry.backoff(failed));
+                        };
                         tracing::info!(url = %without_query(url), %status, ?wait, "server error, retrying");
                         (wait, status.as_u16(), message)
                     } else {
@@ -292,13 +309,13 @@ impl ArmClient {
                 Err(e) => {
                     failed += 1;
                     let message = error_chain(&e);
-                    if failed >= self.retry.max_server_errors {
+                    let Some(wait) = self.retry.after_failure(failed, None) else {
                         return Err(ArmError::Transport {
                             url: without_query(url),
                             message,
                         });
-                    }
-                    (self.retry.backoff(failed), 0, message)
+                    };
+                    (wait, 0, message)
                 }
             };
             if Instant::now() + wait > deadline {

@@ -314,13 +314,12 @@ impl LogsQueryClient {
                         Ok(b) => b,
                         Err(e) => {
                             failed += 1;
-                            if failed >= self.retry.max_server_errors {
+                            let Some(w) = self.retry.after_failure(failed, None) else {
                                 return Err(QueryError::Transport {
                                     url: without_query(&self.url),
                                     message: error_chain(&e),
                                 });
-                            }
-                            let w = self.retry.backoff(failed);
+                            };
                             self.sleep(w, deadline).await?;
                             continue;
                         }
@@ -336,31 +335,25 @@ impl LogsQueryClient {
                         StatusCode::TOO_MANY_REQUESTS => {
                             throttled += 1;
                             let message = QueryError::from_response(429, &bytes).to_string();
-                            if throttled >= self.retry.max_throttled {
+                            let Some(w) = self.retry.after_throttle(throttled, retry_after) else {
                                 return Err(QueryError::GaveUp {
                                     status: 429,
                                     attempts: throttled + failed,
                                     message,
                                 });
-                            }
-                            let w = retry_after
-                                .unwrap_or_else(|| self.retry.backoff(throttled))
-                                .min(self.retry.max_delay);
+                            };
                             (w, 429, message)
                         }
                         s if s.is_server_error() => {
                             failed += 1;
                             let message = QueryError::from_response(s.as_u16(), &bytes).to_string();
-                            if failed >= self.retry.max_server_errors {
+                            let Some(w) = self.retry.after_failure(failed, retry_after) else {
                                 return Err(QueryError::GaveUp {
                                     status: s.as_u16(),
                                     attempts: throttled + failed,
                                     message,
                                 });
-                            }
-                            let w = retry_after
-                                .map(|d| d.min(self.retry.max_delay))
-                                .unwrap_or_else(|| self.retry.backoff(failed));
+                            };
                             (w, s.as_u16(), message)
                         }
                         s => return Err(QueryError::from_response(s.as_u16(), &bytes)),
@@ -369,13 +362,13 @@ impl LogsQueryClient {
                 Err(e) => {
                     failed += 1;
                     let message = error_chain(&e);
-                    if failed >= self.retry.max_server_errors {
+                    let Some(w) = self.retry.after_failure(failed, None) else {
                         return Err(QueryError::Transport {
                             url: without_query(&self.url),
                             message,
                         });
-                    }
-                    (self.retry.backoff(failed), 0, message)
+                    };
+                    (w, 0, message)
                 }
             };
             tracing::info!(url = %without_query(&self.url), status, ?wait, "query retried");

@@ -5,24 +5,7 @@
 
 use std::{fmt, str::FromStr};
 
-use super::InvalidValue;
-
-fn invalid(what: &'static str, value: &str, why: &'static str) -> InvalidValue {
-    InvalidValue {
-        what,
-        value: value.to_owned(),
-        why,
-    }
-}
-
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
+use super::{InvalidValue, invalid, is_guid};
 
 macro_rules! guid_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, $why:literal) => {
