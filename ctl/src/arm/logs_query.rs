@@ -264,12 +264,6 @@ impl LogsQueryClient {
         })
     }
 
-    /// Replaces the retry settings.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> LogsQueryClient {
-        self.retry = retry;
-        self
-    }
-
     /// The URL queries go to.
     pub fn url(&self) -> &Url {
         &self.url

@@ -51,8 +51,6 @@ pub struct GraphAnswer {
     pub pages: usize,
     /// Why the answer is incomplete, when it is (one message per batch that was cut short).
     pub incomplete: Vec<String>,
-    /// How often a request waited for the quota to reset.
-    pub quota_waits: usize,
 }
 
 /// The quota headers of an answer: (remaining queries, time until the quota resets).
@@ -274,7 +272,6 @@ impl ArmClient {
                     if Instant::now() + w > deadline {
                         return Err(ArmError::Timeout(w));
                     }
-                    answer.quota_waits += 1;
                     tracing::info!(?w, "Resource Graph quota used up; waiting for its reset");
                     tokio::time::sleep(w).await;
                 }

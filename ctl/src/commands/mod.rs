@@ -46,6 +46,8 @@ pub struct Ctx {
     pub global: GlobalArgs,
     /// The credential chain (for saying who the credentials are).
     pub tokens: Arc<CredentialChain>,
+    /// The HTTP client every Azure client of the command shares (one TLS setup, one pool).
+    pub http: reqwest::Client,
 }
 
 impl Ctx {
@@ -67,7 +69,12 @@ impl Ctx {
         let http = crate::tls::http_client()?;
         let limiter = Limiter::new(usize::from(global.concurrency));
         let tokens = Arc::new(CredentialChain::new(&http));
-        let mut arm = ArmClient::new(http, &global.arm_endpoint, tokens.clone(), limiter.clone())?;
+        let mut arm = ArmClient::new(
+            http.clone(),
+            &global.arm_endpoint,
+            tokens.clone(),
+            limiter.clone(),
+        )?;
         arm.poll_interval = global.poll_interval;
         let given = global.subscription.first().map(String::as_str);
         let subscription = if online && (subscription_needed || given.is_some()) {
@@ -105,6 +112,7 @@ impl Ctx {
             limiter,
             global: global.clone(),
             tokens,
+            http,
         })
     }
 

@@ -36,12 +36,18 @@ fn default_agent_binary() -> Option<PathBuf> {
     Some(exe.parent()?.join("cryptobot-agent")).filter(|p| p.is_file())
 }
 
-fn sha256_of(path: &Path) -> anyhow::Result<Sha256Hex> {
-    let data =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    storage::sha256_hex(&data)
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+fn sha256(data: &[u8]) -> anyhow::Result<Sha256Hex> {
+    storage::sha256_hex(data)
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))
+}
+
+fn sha256_of(path: &Path) -> anyhow::Result<Sha256Hex> {
+    sha256(&read(path)?)
 }
 
 /// What carries the agent to the VMs.
@@ -55,8 +61,8 @@ pub(super) enum Carry {
     Storage {
         /// The container.
         target: StorageTarget,
-        /// The file.
-        path: PathBuf,
+        /// The file's bytes, read once: the checksum the VMs verify is of these.
+        data: Arc<Vec<u8>>,
         /// Its blob name.
         blob: String,
         /// Its content type.
@@ -118,8 +124,8 @@ pub(super) fn agent_source(
         check_deb(deb)?;
     }
     if let Some(target) = &args.agent_storage {
-        let path = agent_file(args)?;
-        let sha = sha256_of(&path)?;
+        let data = read(&agent_file(args)?)?;
+        let sha = sha256(&data)?;
         let (blob, content_type) = match kind {
             AgentKind::Deb => (
                 format!("cryptobot-agent-{}.deb", sha.as_str()),
@@ -137,7 +143,7 @@ pub(super) fn agent_source(
         );
         let carry = Carry::Storage {
             target: target.clone(),
-            path,
+            data: Arc::new(data),
             blob,
             content_type,
         };
@@ -196,21 +202,18 @@ pub(super) async fn stage(
 ) -> anyhow::Result<Carry> {
     let Carry::Storage {
         target,
-        path,
+        data,
         blob,
         content_type,
     } = carry
     else {
         return Ok(carry);
     };
-    let data =
-        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     println!(
         "uploading the agent ({} bytes) to Blob Storage: {target}/{blob}",
         data.len()
     );
-    let http = crate::tls::http_client()?;
-    let client = BlobClient::new(http, ctx.tokens.clone(), &target.account)?;
+    let client = BlobClient::new(ctx.http.clone(), ctx.tokens.clone(), &target.account)?;
     let staged = storage::stage(
         &client,
         &target,

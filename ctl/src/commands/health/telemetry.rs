@@ -53,7 +53,7 @@ pub(super) async fn run(ctx: &Ctx, args: &HealthArgs) -> anyhow::Result<u8> {
     )
     .map_err(|e| UsageError(e.to_string()))?;
     let client = LogsQueryClient::new(
-        crate::tls::http_client()?,
+        ctx.http.clone(),
         t.query_endpoint.as_ref().map(|e| e.as_str()),
         ctx.tokens.clone(),
         api,
