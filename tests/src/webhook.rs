@@ -25,9 +25,13 @@ pub struct WebhookReceiver {
     _server: ServerThread,
 }
 
-/// A listener on `ip` (random port) created inside the network namespace `netns` (a name under
-/// `/run/netns`); only the thread that creates it enters the namespace.
-fn listen_in(netns: &str, ip: &str) -> std::io::Result<std::net::TcpListener> {
+/// A listener on `ip`:`port` (0: a random port) created inside the network namespace `netns` (a
+/// name under `/run/netns`); only the thread that creates it enters the namespace.
+pub(crate) fn listen_in(
+    netns: &str,
+    ip: &str,
+    port: u16,
+) -> std::io::Result<std::net::TcpListener> {
     let path = format!("/run/netns/{netns}");
     let ip = ip.to_owned();
     std::thread::spawn(move || {
@@ -40,7 +44,7 @@ fn listen_in(netns: &str, ip: &str) -> std::io::Result<std::net::TcpListener> {
             std::os::fd::AsFd::as_fd(&ns),
             Some(rustix::thread::LinkNameSpaceType::Network),
         )?;
-        std::net::TcpListener::bind((ip.as_str(), 0))
+        std::net::TcpListener::bind((ip.as_str(), port))
     })
     .join()
     .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
@@ -49,7 +53,7 @@ fn listen_in(netns: &str, ip: &str) -> std::io::Result<std::net::TcpListener> {
 impl WebhookReceiver {
     /// Starts a receiver on `ip` inside the network namespace `netns`.
     pub fn start_in(netns: &str, ip: &str) -> WebhookReceiver {
-        let listener = listen_in(netns, ip).expect("a listener in the namespace");
+        let listener = listen_in(netns, ip, 0).expect("a listener in the namespace");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = mpsc::channel();

@@ -119,6 +119,15 @@ fn health_restart_and_logs_reach_each_vm_in_its_own_subscription() {
         &[&["logs", "-g", "FAR-RG", "-n", "far01"][..], &subs].concat(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for (verb, args) in [
+        ("pause", &["pause", "-n", "bot01", "--for", "1h"][..]),
+        ("resume", &["resume", "-n", "bot01"][..]),
+    ] {
+        let before = asked("").len();
+        let out = run(&emu, &[args, &subs].concat());
+        assert_eq!(out.status.code(), Some(0), "{verb}: {}", show(&out));
+        assert_eq!(asked("").len() - before, 2, "{verb}: both bot01");
+    }
 }
 
 #[test]
@@ -137,6 +146,12 @@ fn commands_of_one_subscription_refuse_several() {
             "https://example.com/bot.git",
         ],
         vec!["rollback", "-g", "RG"],
+        vec![
+            "alerts",
+            "show",
+            "--app-insights",
+            "/subscriptions/00000000-0000-4000-8000-00000000c0de/resourceGroups/rg/providers/Microsoft.Insights/components/ai",
+        ],
     ] {
         let args = [
             &command[..],

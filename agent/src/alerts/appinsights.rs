@@ -114,11 +114,6 @@ impl TelemetryItem {
         }
     }
 
-    /// The envelope as sent.
-    pub fn envelope(&self, ikey: &str, host: &str) -> Value {
-        self.envelope_for(ikey, host, None)
-    }
-
     /// The envelope as sent, with the VM's resource id among the properties when known.
     pub fn envelope_for(&self, ikey: &str, host: &str, resource_id: Option<&str>) -> Value {
         let base_data = match resource_id {
@@ -313,10 +308,7 @@ impl TrackClient {
     /// Asks IMDS for the VM's resource id when that is due (before the first batch, then spaced
     /// out until it answers).
     pub async fn refresh_identity(&self) {
-        let due = self.identity.lock().await.due(std::time::Instant::now());
-        if due {
-            self.identity.lock().await.refresh().await;
-        }
+        self.identity.lock().await.refresh().await;
     }
 
     /// The VM's resource id, once IMDS has said it.

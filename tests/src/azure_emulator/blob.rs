@@ -113,25 +113,6 @@ pub(super) fn for_storage(form: &mut [(String, String)]) -> bool {
     }
 }
 
-/// A listener on 127.0.0.1:`port` inside the network namespace `netns` (under `/run/netns`).
-pub(super) fn listen_in(netns: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
-    let path = format!("/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let ns = rustix::fs::open(
-            path.as_str(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        rustix::thread::move_into_link_name_space(
-            std::os::fd::AsFd::as_fd(&ns),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )?;
-        std::net::TcpListener::bind(("127.0.0.1", port))
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
-}
-
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

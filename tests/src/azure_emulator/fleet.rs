@@ -122,8 +122,6 @@ pub struct TelemetryStats {
     pub graph_throttled: u32,
     /// Query API requests, 429s included.
     pub query_requests: u32,
-    /// Tokens issued for the query APIs' audiences.
-    pub query_tokens: u32,
 }
 
 /// The state behind Resource Graph and the query APIs.
@@ -376,14 +374,6 @@ impl AzureEmulator {
         }
     }
 
-    /// Stores telemetry records.
-    pub fn add_records(&self, records: Vec<Record>) {
-        let mut s = self.state.lock().expect("state");
-        for r in records {
-            s.fleet.push(r);
-        }
-    }
-
     /// Adds a VM in another subscription (in Resource Graph, and to Resource Manager under that
     /// subscription).
     pub fn add_graph_vm(&self, subscription: &str, vm: EmulatedVm) {
@@ -396,7 +386,10 @@ impl AzureEmulator {
 
     /// Changes the faults of Resource Graph and the query APIs.
     pub fn set_telemetry_faults(&self, f: impl FnOnce(&mut TelemetryFaults)) {
-        f(&mut self.state.lock().expect("state").fleet.faults);
+        let mut s = self.state.lock().expect("state");
+        f(&mut s.fleet.faults);
+        // new settings, a new quota window (as if the old one had passed)
+        s.fleet.graph.new_window();
     }
 
     /// What Resource Graph and the query APIs were asked so far.

@@ -21,7 +21,7 @@ use super::{
     EmulatedVm, SUBSCRIPTION, Shared, TENANT,
     kql::{self, Table},
     logs,
-    routes::{arm_error, json_response},
+    routes::{arm_error, json_response, nic_id},
 };
 
 /// The stable api-versions of `Microsoft.ResourceGraph/resources`.
@@ -43,6 +43,13 @@ struct Session {
     offset: usize,
 }
 
+impl Sessions {
+    /// Forgets the quota window, so the next query starts a new one.
+    pub(super) fn new_window(&mut self) {
+        self.window = None;
+    }
+}
+
 fn bad_query(message: &str) -> Response {
     json_response(
         StatusCode::BAD_REQUEST,
@@ -59,13 +66,6 @@ fn bad_query(message: &str) -> Response {
 fn hms(d: std::time::Duration) -> String {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn nic_id(subscription: &str, vm: &EmulatedVm) -> String {
-    format!(
-        "/subscriptions/{subscription}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
-        vm.resource_group, vm.name
-    )
 }
 
 /// A VM as Resource Graph has it: `properties` of the VM plus `extended.instanceView`.
@@ -276,6 +276,7 @@ fn answer(s: &mut super::State, body: &[u8]) -> Response {
         // tenant scope: every subscription the caller sees
         let mut all = vec![SUBSCRIPTION.to_owned()];
         all.extend(s.fleet.extra_vms.iter().map(|v| v.subscription.clone()));
+        all.sort_unstable();
         all.dedup();
         all
     };

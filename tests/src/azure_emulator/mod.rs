@@ -396,7 +396,8 @@ impl EmulatorBuilder {
         for vm in &self.vms {
             if let Backend::Lab(lab_vm) = &vm.backend {
                 blob_listeners.push(
-                    blob::listen_in(&lab_vm.netns, blob_port).expect("blob listener in a lab VM"),
+                    crate::webhook::listen_in(&lab_vm.netns, "127.0.0.1", blob_port)
+                        .expect("blob listener in a lab VM"),
                 );
             }
         }
@@ -528,12 +529,6 @@ impl AzureEmulator {
     /// The access token the emulator hands out (for tests that check it is never printed).
     pub fn token(&self) -> String {
         self.state.lock().expect("state").token.clone()
-    }
-
-    /// Blob Storage: `https://127.0.0.1:PORT` (the account is the path's first segment), the same
-    /// from the host and from inside the lab VMs.
-    pub fn blob_endpoint(&self) -> &str {
-        &self.blob_base
     }
 
     /// Changes the Blob Storage accounts and behaviour.

@@ -86,7 +86,6 @@ pub(super) async fn handle(
         {
             return None;
         }
-        state.lock().expect("state").fleet.stats.query_tokens += 1;
         return Some(json_response(
             StatusCode::OK,
             &json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,

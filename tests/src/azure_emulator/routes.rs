@@ -209,13 +209,10 @@ async fn arm(
 }
 
 fn vm_id(sub: &str, vm: &EmulatedVm) -> String {
-    format!(
-        "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
-        vm.resource_group, vm.name
-    )
+    super::fleet::vm_resource_id(sub, &vm.resource_group, &vm.name)
 }
 
-fn nic_id(sub: &str, vm: &EmulatedVm) -> String {
+pub(super) fn nic_id(sub: &str, vm: &EmulatedVm) -> String {
     format!(
         "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
         vm.resource_group, vm.name
